@@ -1,0 +1,148 @@
+/*
+ * process_claimed: the set-based body of one batch. spectrum.process_pending claims the ids
+ * (FOR UPDATE SKIP LOCKED) and calls this inside the batch's transaction.
+ */
+import type { FieldModel, Model } from '../spec/model.ts';
+import { extractSelect } from './extract.ts';
+import { GENERATED, ident, indent } from './sql.ts';
+
+function dimUpsert(batch: string, table: string, keys: string[], attrs: FieldModel[], where: string): string {
+  const k = keys.join(', ');
+  const a = attrs.map((f) => ident(f.name));
+  // The newest non-null attribute value of the batch wins, unless the stored row is newer.
+  const aggs = a.map((c) => `(array_agg(${c} order by occurred_at desc) filter (where ${c} is not null))[1]`);
+  const sets = a.map(
+    (c) => `${c} = case when excluded.last_seen_at >= d.last_seen_at then coalesce(excluded.${c}, d.${c}) else coalesce(d.${c}, excluded.${c}) end`,
+  );
+  const changed = a.map((c) => `(excluded.${c} is not null and excluded.${c} is distinct from d.${c} and excluded.last_seen_at >= d.last_seen_at)`);
+  return `insert into ${table} as d (${[k, 'first_seen_at', 'last_seen_at', ...a].join(', ')})
+select ${[k, 'min(occurred_at)', 'max(occurred_at)', ...aggs].join(', ')}
+  from pg_temp.${batch}
+ where outcome = 'winner'${where}
+ group by ${k}
+ order by ${k}
+on conflict (${k}) do update
+   set ${['first_seen_at = least(d.first_seen_at, excluded.first_seen_at)', 'last_seen_at = greatest(d.last_seen_at, excluded.last_seen_at)', ...sets].join(',\n       ')}
+ where ${['excluded.first_seen_at < d.first_seen_at', 'excluded.last_seen_at > d.last_seen_at', ...changed].join('\n    or ')};`;
+}
+
+export function emitProcessClaimed(m: Model): string {
+  const batch = `spectrum_batch_${m.shapeHash}`;
+  const typeCols = [
+    ['raw_id', 'uuid'],
+    ['received_at', 'timestamptz'],
+    ['error_msg', 'text'],
+    ['geo_id', 'uuid'],
+    ...m.fields.map((f) => [f.name, f.sqlType]),
+  ];
+  const colNames = typeCols.map(([n]) => ident(n!));
+  const geo = m.dims.geography.map((f) => ident(f.name));
+  const extras = m.factExtras.map((f) => ident(f.name));
+  const body = `-- The batch table is per session; its name carries the row shape so that a session
+-- that outlives a spec migration never reuses a table of the old shape.
+create temp table if not exists ${batch} (
+${indent(typeCols.map(([n, t]) => `${ident(n!)} ${t}`).join(',\n'))},
+  outcome text,
+  prev_account_id uuid,
+  prev_occurred_at timestamptz
+) on commit delete rows;
+truncate pg_temp.${batch};
+
+insert into pg_temp.${batch} (${colNames.join(', ')})
+${extractSelect(m, `(select id as raw_id, received_at, payload from spectrum.raw_events where id = any(p_ids)) source`)};
+analyze pg_temp.${batch};
+
+-- Every month a valid event needs must have its partition; else nothing is written and the
+-- caller creates them in a transaction of their own, then retries the batch.
+select array_agg(distinct date_trunc('month', occurred_at))
+  into v_months
+  from pg_temp.${batch}
+ where error_msg is null;
+v_missing := spectrum.missing_fact_partitions(v_months);
+if v_missing is not null then
+  v_result.missing_months := v_missing;
+  return v_result;
+end if;
+
+-- The newest valid version of each event in the batch is a candidate; older ones in the
+-- batch are superseded. A candidate wins unless event_index holds a newer version.
+with candidate as (
+  select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
+    from pg_temp.${batch}
+   where error_msg is null
+   order by event_id, received_at desc, raw_id desc
+), won as (
+  insert into spectrum.event_index as x (event_id, raw_event_id, received_at, account_id, occurred_at)
+  select event_id, raw_id, received_at, account_id, occurred_at
+    from candidate
+   order by event_id
+  on conflict (event_id) do update
+     set raw_event_id = excluded.raw_event_id,
+         received_at = excluded.received_at,
+         account_id = excluded.account_id,
+         occurred_at = excluded.occurred_at,
+         prev_account_id = x.account_id,
+         prev_occurred_at = x.occurred_at
+   where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
+  returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
+)
+update pg_temp.${batch} b
+   set outcome = 'winner', prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
+  from won
+ where b.raw_id = won.raw_event_id;
+
+${dimUpsert(batch, 'spectrum.dim_accounts', ['account_id'], m.dims.accounts, '')}
+
+${dimUpsert(batch, 'spectrum.dim_users', ['account_id', 'user_id'], m.dims.users, ' and user_id is not null')}
+
+insert into spectrum.dim_geography (${['geo_id', ...geo].join(', ')})
+select distinct on (geo_id) ${['geo_id', ...geo].join(', ')}
+  from pg_temp.${batch}
+ where outcome = 'winner' and geo_id is not null
+ order by geo_id
+on conflict do nothing;
+
+-- A replaced version's fact is removed first: its account or month may have changed.
+delete from spectrum.fact_events f
+ using pg_temp.${batch} b
+ where b.outcome = 'winner' and b.prev_occurred_at is not null
+   and f.account_id = b.prev_account_id and f.event_id = b.event_id and f.occurred_at = b.prev_occurred_at;
+
+insert into spectrum.fact_events (${['event_id', 'raw_event_id', 'event_type', 'occurred_at', 'received_at', 'account_id', 'user_id', 'geo_id', 'properties', ...extras].join(', ')})
+select ${['event_id', 'raw_id', 'event_type', 'occurred_at', 'received_at', 'account_id', 'user_id', 'geo_id', 'properties', ...extras].join(', ')}
+  from pg_temp.${batch}
+ where outcome = 'winner';
+
+update spectrum.raw_events e
+   set status = case when b.error_msg is null then 'done' else 'failed' end,
+       processed_at = p_now,
+       error_msg = b.error_msg,
+       attempts = e.attempts + 1
+  from pg_temp.${batch} b
+ where e.id = b.raw_id;
+
+select count(*) filter (where error_msg is null), count(*) filter (where error_msg is not null),
+       count(*) filter (where error_msg is null and outcome is null)
+  into v_result.done, v_result.failed, v_result.superseded
+  from pg_temp.${batch};
+return v_result;`;
+  return `${GENERATED('process_claimed: interprets one claimed batch, set-based, and records every outcome.\nCaller: spectrum.process_pending (which holds the row locks). Never raises for a bad\npayload: bad events end failed with error_msg. Returns the counts, or the missing months.')}
+create or replace function spectrum.process_claimed(p_ids uuid[], p_now timestamptz default clock_timestamp())
+returns spectrum.batch_result
+language plpgsql
+volatile
+set timezone = 'UTC'
+as $fn$
+declare
+  v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
+  v_months timestamptz[];
+  v_missing timestamptz[];
+begin
+${indent(body)}
+end
+$fn$;
+
+comment on function spectrum.process_claimed(uuid[], timestamptz) is
+  'Internal: interprets the claimed raw_events rows p_ids in one set-based pass (dimensions, facts, statuses). Called by spectrum.process_pending.';
+`;
+}

@@ -1,0 +1,36 @@
+/*
+ * raw_events: every event lands here first, untouched. Producers insert payload only (INSERT
+ * or COPY); nothing but "is a JSON object" is checked at insert, so no event is refused for
+ * its content. spectrum.process_pending interprets rows later and records the outcome.
+ */
+create table if not exists spectrum.raw_events (
+  id uuid not null default spectrum.uuid_v7(),
+  payload jsonb not null,
+  received_at timestamptz not null default now(),
+  status text not null default 'pending',
+  processed_at timestamptz,
+  error_msg text,
+  attempts integer not null default 0,
+  constraint raw_events_pkey primary key (id),
+  constraint raw_events_payload_is_object check (jsonb_typeof(payload) = 'object'),
+  constraint raw_events_status_check check (status in ('pending', 'processing', 'done', 'failed'))
+);
+
+-- Everything not yet done, by status: the claim reads pending ids in order from it, and
+-- pipeline_status counts the small statuses from it without touching the done bulk.
+create index if not exists raw_events_unfinished_idx
+  on spectrum.raw_events (status, id) include (received_at)
+  where status <> 'done';
+
+comment on table spectrum.raw_events is 'Staging: every event as received (payload untouched), with its processing status. Producers insert payload only.';
+comment on column spectrum.raw_events.id is 'Time-ordered uuid (spectrum.uuid_v7) unless the producer supplies one.';
+comment on column spectrum.raw_events.payload is 'The event exactly as sent; must be a JSON object.';
+comment on column spectrum.raw_events.received_at is 'When the row was inserted.';
+comment on column spectrum.raw_events.status is 'pending, processing, done or failed.';
+comment on column spectrum.raw_events.processed_at is 'When the pipeline last recorded an outcome for this row.';
+comment on column spectrum.raw_events.error_msg is 'Why the event failed (field and problem), or the last unexpected error while it is retried.';
+comment on column spectrum.raw_events.attempts is 'How many times the pipeline has tried this row since it was last reset.';
+
+grant insert (payload) on spectrum.raw_events to spectrum_producer;
+grant select on spectrum.raw_events to spectrum_operator;
+grant select, update (status, processed_at, error_msg, attempts) on spectrum.raw_events to spectrum_definer;

@@ -1,0 +1,24 @@
+/*
+ * claim_pending: the one place that claims work. Locks up to p_limit pending rows, oldest id
+ * first, skipping rows another session holds (FOR UPDATE SKIP LOCKED) and the ids in
+ * p_exclude (rows that already hit an unexpected error in this call). The locks last until
+ * the caller's transaction ends. A sharded (Citus) deployment would replace this with a
+ * per-account claim.
+ */
+create or replace function spectrum.claim_pending(p_limit integer, p_exclude uuid[] default '{}')
+returns uuid[]
+language sql
+volatile
+as $$
+  select coalesce(pg_catalog.array_agg(id), '{}')
+    from (select id
+            from spectrum.raw_events
+           where status = 'pending'
+             and id <> all (p_exclude)
+           order by id
+           limit p_limit
+             for update skip locked) claimed
+$$;
+
+comment on function spectrum.claim_pending(integer, uuid[]) is
+  'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED), oldest first.';

@@ -1,0 +1,78 @@
+/*
+ * record_unexpected_error: what a batch does when process_claimed raised (a bug, a lock
+ * timeout): never a payload problem, those end failed without raising.
+ *   - contention (deadlock, serialization failure, lock timeout): every row of the batch
+ *     counts an attempt and stays pending; the caller stops and the next tick retries.
+ *   - anything else: the rows are retried one at a time, each in its own subtransaction,
+ *     so only the rows that raise count an attempt; the others complete normally.
+ * A row that has used p_max_attempts becomes failed with the SQLSTATE and message.
+ */
+create or replace function spectrum.record_unexpected_error(
+  p_ids uuid[],
+  p_sqlstate text,
+  p_message text,
+  p_max_attempts integer,
+  p_now timestamptz default clock_timestamp()
+)
+returns spectrum.batch_result
+language plpgsql
+volatile
+as $$
+declare
+  v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
+  v_one spectrum.batch_result;
+  v_id uuid;
+  v_state text;
+  v_message text;
+  v_bad uuid[] := '{}';
+  v_states text[] := '{}';
+  v_messages text[] := '{}';
+begin
+  if p_sqlstate in ('40P01', '40001', '55P03') then
+    v_bad := p_ids;
+    v_states := array_fill(p_sqlstate, array[cardinality(p_ids)]);
+    v_messages := array_fill(p_message, array[cardinality(p_ids)]);
+  else
+    foreach v_id in array p_ids loop
+      begin
+        v_one := spectrum.process_claimed(array[v_id], p_now);
+        if v_one.missing_months is not null then
+          v_result.missing_months := array(select distinct m from pg_catalog.unnest(v_result.missing_months || v_one.missing_months) m);
+        end if;
+        v_result.done := v_result.done + v_one.done;
+        v_result.failed := v_result.failed + v_one.failed;
+        v_result.superseded := v_result.superseded + v_one.superseded;
+      exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+        v_bad := v_bad || v_id;
+        v_states := v_states || v_state;
+        v_messages := v_messages || v_message;
+      end;
+    end loop;
+  end if;
+
+  with bad as (
+    select * from pg_catalog.unnest(v_bad, v_states, v_messages) as b(id, sqlstate, message)
+  )
+  update spectrum.raw_events e
+     set attempts = e.attempts + 1,
+         status = case when e.attempts + 1 >= p_max_attempts then 'failed' else 'pending' end,
+         processed_at = case when e.attempts + 1 >= p_max_attempts then p_now end,
+         error_msg = case when e.attempts + 1 >= p_max_attempts
+                          then format('unexpected error after %s attempts: SQLSTATE %s: %s', e.attempts + 1, bad.sqlstate, bad.message)
+                          else format('attempt %s of %s failed: SQLSTATE %s: %s (will retry)', e.attempts + 1, p_max_attempts, bad.sqlstate, bad.message)
+                     end
+    from bad
+   where e.id = bad.id;
+
+  select v_result.failed + count(*) filter (where status = 'failed'),
+         count(*) filter (where status = 'pending')
+    into v_result.failed, v_result.retried
+    from spectrum.raw_events
+   where id = any (v_bad);
+  return v_result;
+end
+$$;
+
+comment on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz) is
+  'Internal: after process_claimed raised, counts an attempt for the rows that caused it (all of them on contention) and fails rows past p_max_attempts.';

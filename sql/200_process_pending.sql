@@ -1,0 +1,113 @@
+/*
+ * process_pending: the pipeline. pg_cron calls it every five minutes; an operator may CALL it
+ * too, concurrently: batches claim with FOR UPDATE SKIP LOCKED, so no row is processed by two
+ * calls at once. Each batch is one transaction (claim, interpret, write, mark, commit), so a
+ * crash loses at most the batch in flight, whose rows simply stay pending. The call stops when
+ * nothing is pending, when the next batch would overrun p_time_budget, after p_max_batches, or
+ * on lock contention (the next tick retries). Records one row in spectrum.pipeline_runs.
+ * Must be CALLed outside an explicit transaction block (it commits).
+ */
+create or replace procedure spectrum.process_pending(
+  p_batch_size integer default 20000,
+  p_time_budget interval default '3 minutes',
+  p_max_batches integer default null,
+  p_max_attempts integer default 5
+)
+language plpgsql
+as $$
+declare
+  v_run_id bigint;
+  v_started timestamptz := clock_timestamp();
+  v_batch_started timestamptz;
+  v_last_batch interval := interval '0';
+  v_ids uuid[];
+  v_errored uuid[] := '{}';
+  v_result spectrum.batch_result;
+  v_state text;
+  v_message text;
+  v_batches integer := 0;
+  v_partition_rounds integer := 0;
+  v_stop text := 'no pending rows';
+begin
+  if p_batch_size is null or p_batch_size < 1 then
+    raise exception 'p_batch_size must be a positive integer, got %', p_batch_size
+      using hint = 'Call it as CALL spectrum.process_pending(p_batch_size => 20000).', errcode = '22023';
+  end if;
+  if p_time_budget is null or p_time_budget <= interval '0' then
+    raise exception 'p_time_budget must be a positive interval, got %', p_time_budget
+      using hint = 'Call it as CALL spectrum.process_pending(p_time_budget => ''3 minutes'').', errcode = '22023';
+  end if;
+  if p_max_attempts is null or p_max_attempts < 1 then
+    raise exception 'p_max_attempts must be a positive integer, got %', p_max_attempts
+      using hint = 'Call it as CALL spectrum.process_pending(p_max_attempts => 5).', errcode = '22023';
+  end if;
+
+  insert into spectrum.pipeline_runs (started_at) values (v_started) returning run_id into v_run_id;
+  commit;
+
+  loop
+    if p_max_batches is not null and v_batches >= p_max_batches then
+      v_stop := 'batch limit';
+      exit;
+    end if;
+    if clock_timestamp() - v_started + v_last_batch > p_time_budget then
+      v_stop := 'time budget';
+      exit;
+    end if;
+    v_batch_started := clock_timestamp();
+
+    v_ids := spectrum.claim_pending(p_batch_size, v_errored);
+    exit when cardinality(v_ids) = 0;
+
+    begin
+      v_result := spectrum.process_claimed(v_ids, clock_timestamp());
+    exception when others then
+      get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+      v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts);
+      v_errored := v_errored || array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending');
+    end;
+
+    if v_result.missing_months is not null then
+      -- Partition DDL never runs while this session holds row locks: undo the batch, create
+      -- the partitions in a short transaction of their own, then claim again.
+      rollback;
+      v_partition_rounds := v_partition_rounds + 1;
+      if v_partition_rounds > 3 then
+        raise exception 'fact partitions for % are still missing after creating them', v_result.missing_months
+          using hint = 'Check that spectrum.ensure_fact_partitions can create tables in schema spectrum.', errcode = '55000';
+      end if;
+      perform spectrum.ensure_fact_partitions(v_result.missing_months);
+      commit;
+      continue;
+    end if;
+    v_partition_rounds := 0;
+    v_batches := v_batches + 1;
+
+    update spectrum.pipeline_runs
+       set batches = batches + 1,
+           claimed = claimed + cardinality(v_ids),
+           done = done + v_result.done,
+           failed = failed + v_result.failed,
+           retried = retried + v_result.retried,
+           superseded = superseded + v_result.superseded
+     where run_id = v_run_id;
+    update spectrum.status_totals set events = events + v_result.done where status = 'done';
+    commit;
+    v_last_batch := clock_timestamp() - v_batch_started;
+
+    if v_state in ('40P01', '40001', '55P03') then
+      v_stop := 'contention';
+      exit;
+    end if;
+    v_state := null;
+  end loop;
+
+  update spectrum.pipeline_runs
+     set finished_at = clock_timestamp(), stopped_because = v_stop
+   where run_id = v_run_id;
+  commit;
+end
+$$;
+
+comment on procedure spectrum.process_pending(integer, interval, integer, integer) is
+  'Processes pending raw_events in batches of p_batch_size (default 20000), each committed on its own, until none is pending or p_time_budget (default 3 minutes) would be exceeded. Safe to call concurrently. CALL it outside a transaction block.';
