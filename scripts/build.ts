@@ -40,10 +40,12 @@ export function main(argv: string[], root = projectRoot): number {
   const wanted = new Map<string, string>([...generated].map(([f, t]) => [join(sqlDir, f), t]));
   const currentPath = join(migrationsDir, 'current.sql');
   const stale = [...wanted].filter(([p, t]) => !existsSync(p) || readFileSync(p, 'utf8') !== t).map(([p]) => p);
+  // graphile-migrate leaves a placeholder comment in current.sql after a commit.
   const onDisk = existsSync(currentPath) ? readFileSync(currentPath, 'utf8') : '';
+  const onDiskPlan = /^\s*(-- Enter migration here)?\s*$/.test(onDisk) ? '' : onDisk;
   if (check) {
     const problems = stale.map((p) => `${p.slice(root.length + 1)} is out of date with the spec`);
-    if (current !== onDisk) problems.push('migrations/current.sql is out of date with sql/');
+    if (current !== onDiskPlan) problems.push('migrations/current.sql is out of date with sql/');
     if (current !== '') problems.push('migrations/current.sql holds changes that no committed migration has: run `graphile-migrate commit`');
     if (problems.length) {
       console.error(`npm run build -- --check failed:\n  ${problems.join('\n  ')}\nRun \`npm run build\` and commit the result.`);
@@ -53,8 +55,8 @@ export function main(argv: string[], root = projectRoot): number {
     return 0;
   }
   for (const [p, t] of wanted) if (stale.includes(p)) writeFileSync(p, t);
-  if (current !== onDisk) writeFileSync(currentPath, current);
-  const changed = [...stale.map((p) => p.slice(root.length + 1)), ...(current !== onDisk ? ['migrations/current.sql'] : [])];
+  if (current !== onDiskPlan) writeFileSync(currentPath, current);
+  const changed = [...stale.map((p) => p.slice(root.length + 1)), ...(current !== onDiskPlan ? ['migrations/current.sql'] : [])];
   console.log(changed.length ? `wrote ${changed.join(', ')}` : 'nothing to do: everything is up to date');
   if (current) console.log('migrations/current.sql has uncommitted changes: review it, then `graphile-migrate commit`.');
   return 0;

@@ -3,3 +3,6 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The data directory of the cluster `npm start` runs (git-ignored). */
+export const startDataDir = () => process.env.SPECTRUM_PGDATA ?? resolve(projectRoot, '.pgdata');

@@ -1,0 +1,78 @@
+/*
+ * Applies sql/schedule.json to pg_cron. pg_cron runs jobs from one database of the cluster
+ * (cron.database_name); when that is not the pipeline's database the jobs are scheduled
+ * there with cron.schedule_in_database. Idempotent: unchanged jobs are left alone, changed
+ * ones are updated in place (same jobid), spectrum.* jobs no longer in the file are removed.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, databaseOf, withDatabase, type Sql } from './db.ts';
+import { projectRoot } from './paths.ts';
+
+export interface Job {
+  name: string;
+  schedule: string;
+  command: string;
+}
+
+export function readSchedule(file = join(projectRoot, 'sql', 'schedule.json')): Job[] {
+  const parsed = JSON.parse(readFileSync(file, 'utf8')) as { jobs?: unknown };
+  if (!Array.isArray(parsed.jobs)) throw new Error(`${file}: expected {"jobs": [{"name", "schedule", "command"}, …]}`);
+  return parsed.jobs.map((j: Record<string, unknown>, i: number) => {
+    for (const k of ['name', 'schedule', 'command'])
+      if (typeof j[k] !== 'string' || j[k] === '') throw new Error(`${file}: jobs[${i}].${k} must be a non-empty string`);
+    if (!String(j.name).startsWith('spectrum.')) throw new Error(`${file}: jobs[${i}].name must start with "spectrum."`);
+    return { name: String(j.name), schedule: String(j.schedule), command: String(j.command) };
+  });
+}
+
+/** Where pg_cron lives for the database at `url`: null when it is not usable. */
+export async function cronHome(sql: Sql): Promise<{ database: string; reason?: string } | null> {
+  const [row] = await sql<{ here: boolean; preload: string; crondb: string | null }[]>`
+    select exists (select from pg_catalog.pg_extension where extname = 'pg_cron') as here,
+           current_setting('shared_preload_libraries') as preload,
+           current_setting('cron.database_name', true) as crondb`;
+  if (row!.here) return { database: (await sql`select current_database() as d`)[0]!.d as string };
+  if (!/\bpg_cron\b/.test(row!.preload) || !row!.crondb) return null;
+  return { database: row!.crondb };
+}
+
+export async function applySchedule(url: string, jobs: Job[] = readSchedule(), log = console.log): Promise<'applied' | 'no-cron'> {
+  const target = databaseOf(url);
+  const sql = connect(url, { max: 1 });
+  let cron: Sql | null = null;
+  try {
+    const home = await cronHome(sql);
+    if (!home) {
+      log(`pg_cron is not installed in this cluster: jobs not scheduled (install postgresql-15-cron and preload it, or run CALL spectrum.process_pending() from another scheduler)`);
+      return 'no-cron';
+    }
+    cron = home.database === target ? sql : connect(withDatabase(url, home.database), { max: 1 });
+    const [ext] = await cron`select exists (select from pg_catalog.pg_extension where extname = 'pg_cron') as ok`;
+    if (!ext!.ok) {
+      log(`pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ${home.database}: jobs not scheduled`);
+      return 'no-cron';
+    }
+    const existing = await cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string }[]>`
+      select jobid, jobname, schedule, command, database from cron.job
+       where jobname like 'spectrum.%' and database = ${target}`;
+    for (const job of jobs) {
+      const have = existing.find((e) => e.jobname === job.name);
+      if (have && have.schedule === job.schedule && have.command === job.command) continue;
+      if (have) {
+        await cron`select cron.alter_job(${have.jobid}::bigint, schedule => ${job.schedule}, command => ${job.command})`;
+      } else {
+        await cron`select cron.schedule_in_database(${job.name}, ${job.schedule}, ${job.command}, ${target})`;
+      }
+      log(`scheduled ${job.name} (${job.schedule}) in database ${target}`);
+    }
+    for (const stale of existing.filter((e) => !jobs.some((j) => j.name === e.jobname))) {
+      await cron`select cron.unschedule(${stale.jobid}::bigint)`;
+      log(`unscheduled ${stale.jobname}: it is no longer in sql/schedule.json`);
+    }
+    return 'applied';
+  } finally {
+    if (cron && cron !== sql) await cron.end();
+    await sql.end();
+  }
+}
