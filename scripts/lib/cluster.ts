@@ -117,7 +117,7 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
-/** The first ancestor of `dir` that the postgres user cannot enter, if any. */
+/** The first ancestor of `dir` (which itself is handed to postgres) that postgres cannot enter. */
 function blockedAncestor(dir: string): string | null {
   if (!isRoot()) return null;
   let d = resolve(dir);
@@ -128,7 +128,7 @@ function blockedAncestor(dir: string): string | null {
     if (up === d) break;
     d = up;
   }
-  for (const p of chain) {
+  for (const p of chain.slice(0, -1)) {
     if (!existsSync(p)) break;
     const r = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', p], { stdio: 'ignore' });
     if (r.status !== 0) return p;

@@ -4,6 +4,9 @@
  */
 import { join } from 'node:path';
 import { migrate } from 'graphile-migrate';
+// graphile-migrate keeps its pools alive briefly after use, and exits the process when one of
+// their idle connections errors (a dropped database): release them as soon as we are done.
+import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import { connect } from './db.ts';
 import { projectRoot } from './paths.ts';
 import { applySchedule } from './schedule.ts';
@@ -34,10 +37,14 @@ async function ensureCronExtension(url: string, log: (l: string) => void) {
 export async function migrateDatabase(url: string, opts: MigrateOptions = {}): Promise<void> {
   const log = opts.log ?? console.log;
   await ensureCronExtension(url, log);
-  await migrate({
-    connectionString: url,
-    migrationsFolder: opts.migrationsFolder ?? join(projectRoot, 'migrations'),
-    pgSettings: { search_path: 'public', client_min_messages: 'warning' },
-  });
+  try {
+    await migrate({
+      connectionString: url,
+      migrationsFolder: opts.migrationsFolder ?? join(projectRoot, 'migrations'),
+      pgSettings: { search_path: 'public', client_min_messages: 'warning' },
+    });
+  } finally {
+    clearAllPools();
+  }
   if (opts.schedule !== false) await applySchedule(url, undefined, log);
 }

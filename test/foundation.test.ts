@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, withDatabase } from '../scripts/lib/db.ts';
+import { migrateDatabase } from '../scripts/lib/migrate.ts';
+import { privateCluster } from './setup/server.ts';
+import { testDatabase, type TestDb } from './helpers/db.ts';
+
+let db: TestDb;
+beforeAll(async () => {
+  db = await testDatabase('foundation');
+});
+afterAll(async () => db?.drop());
+
+describe('raw_events', () => {
+  it('refuses a payload that is not a JSON object, naming the constraint', async () => {
+    for (const bad of ['[1,2]', '"text"', '42', 'null', 'true']) {
+      const err = await db.sql`insert into spectrum.raw_events (payload) values (${bad}::jsonb)`.catch((e) => e);
+      expect(err.code, bad).toBe('23514');
+      expect(err.constraint_name).toBe('raw_events_payload_is_object');
+    }
+  });
+
+  it('accepts any object untouched and fills the defaults', async () => {
+    const payload = { anything: [1, { deep: 'x' }], 'weird key': null };
+    const [row] = await db.sql`insert into spectrum.raw_events (payload) values (${db.sql.json(payload)}) returning *`;
+    expect(row!.payload).toEqual(payload);
+    expect(row!.status).toBe('pending');
+    expect(row!.attempts).toBe(0);
+    expect(row!.processed_at).toBeNull();
+    expect(row!.error_msg).toBeNull();
+    expect(row!.received_at).toBeInstanceOf(Date);
+    expect(row!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  it('gives time-ordered ids', async () => {
+    const ids = await db.sql`select spectrum.uuid_v7(now() + (n || ' ms')::interval)::text as id from generate_series(1, 50, 7) n`;
+    const list = ids.map((r) => r.id as string);
+    expect([...list].sort()).toEqual(list);
+  });
+
+  it('refuses an unknown status', async () => {
+    const err = await db.sql`insert into spectrum.raw_events (payload, status) values ('{}', 'lost')`.catch((e) => e);
+    expect(err.code).toBe('23514');
+    expect(err.constraint_name).toBe('raw_events_status_check');
+  });
+});
+
+describe('the producer role', () => {
+  it('may insert payload (INSERT and COPY) and nothing else', async () => {
+    const login = `producer_${db.name}`.slice(0, 60);
+    await db.sql.unsafe(`create role ${login} login in role spectrum_producer`);
+    const p = connect(db.url.replace('postgres@', `${login}@`), { max: 1 });
+    try {
+      await p`insert into spectrum.raw_events (payload) values ('{"event_type":"x"}')`;
+      const copy = await p`copy spectrum.raw_events (payload) from stdin`.writable();
+      copy.write('{"from":"copy"}\n');
+      copy.end();
+      await new Promise((ok, fail) => copy.on('finish', ok).on('error', fail));
+      const denied = [
+        p`select count(*) from spectrum.raw_events`,
+        p`insert into spectrum.raw_events (payload, status) values ('{}', 'done')`,
+        p`update spectrum.raw_events set status = 'done'`,
+        p`delete from spectrum.raw_events`,
+        p`select * from spectrum.fact_events`,
+        p`select * from spectrum.pipeline_status`,
+        p`call spectrum.process_pending()`,
+      ];
+      for (const q of denied) expect((await q.catch((e) => e)).code).toBe('42501');
+    } finally {
+      await p.end();
+    }
+    const [n] = await db.sql`select count(*)::int as n from spectrum.raw_events where payload ? 'from' or payload->>'event_type' = 'x'`;
+    expect(n!.n).toBe(2);
+  });
+});
+
+describe('npm run migrate', () => {
+  it('changes nothing the second time', async () => {
+    const target = await testDatabase('migrate_twice');
+    try {
+      const before = await target.sql`select count(*)::int as n from graphile_migrate.migrations`;
+      const lines: string[] = [];
+      await migrateDatabase(target.url, { log: (l) => lines.push(l) });
+      const snapshot = async () =>
+        target.sql`select c.relname, c.relkind, p.proname, md5(coalesce(pg_get_functiondef(p.oid), '')) as def
+                     from pg_namespace n left join pg_class c on c.relnamespace = n.oid
+                     left join pg_proc p on p.pronamespace = n.oid and p.prokind in ('f', 'p')
+                    where n.nspname = 'spectrum' order by 1, 3`;
+      const first = await snapshot();
+      await migrateDatabase(target.url, { log: (l) => lines.push(l) });
+      expect(await snapshot()).toEqual(first);
+      const after = await target.sql`select count(*)::int as n from graphile_migrate.migrations`;
+      expect(after[0]!.n).toBe(before[0]!.n);
+    } finally {
+      await target.drop();
+    }
+  });
+
+  it('succeeds without pg_cron and says so in one line', async () => {
+    const cluster = await privateCluster({ preloadCron: false });
+    try {
+      const admin = connect(cluster.url('postgres'), { max: 1 });
+      await admin`create database plain`;
+      await admin.end();
+      const lines: string[] = [];
+      await migrateDatabase(withDatabase(cluster.url('postgres'), 'plain'), { log: (l) => lines.push(l) });
+      expect(lines.filter((l) => /pg_cron/.test(l))).toHaveLength(1);
+      expect(lines.join('\n')).toMatch(/pg_cron is not installed/);
+      const sql = connect(cluster.url('plain'), { max: 1 });
+      const [t] = await sql`select to_regclass('spectrum.raw_events') is not null as ok`;
+      await sql.end();
+      expect(t!.ok).toBe(true);
+    } finally {
+      cluster.stop();
+    }
+  });
+});
