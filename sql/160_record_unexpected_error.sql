@@ -52,7 +52,7 @@ begin
   end if;
 
   with bad as (
-    select * from pg_catalog.unnest(v_bad, v_states, v_messages) as b(id, sqlstate, message)
+    select * from unnest(v_bad, v_states, v_messages) as b(id, sqlstate, message)
   )
   update spectrum.raw_events e
      set attempts = e.attempts + 1,

@@ -43,6 +43,11 @@ begin
   end if;
 
   insert into spectrum.pipeline_runs (started_at) values (v_started) returning run_id into v_run_id;
+  -- The pipeline never commits 'processing' (a batch's claim is its row locks), so a row in
+  -- that state was left by hand or by an older tool: give it back to the queue.
+  update spectrum.raw_events
+     set status = 'pending'
+   where id in (select id from spectrum.raw_events where status = 'processing' for update skip locked);
   commit;
 
   loop
