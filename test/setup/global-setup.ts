@@ -3,12 +3,9 @@
  * hands both to the test files (inject('pg')). Each file clones its own database from the
  * template (test/helpers/db.ts), so files run in parallel without seeing each other.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { projectRoot } from '../../scripts/lib/paths.ts';
 import { connect, withDatabase } from '../../scripts/lib/db.ts';
-import { migrateDatabase } from '../../scripts/lib/migrate.ts';
+import { migrateForTests } from '../helpers/migrate.ts';
 import { provisionServer } from './server.ts';
 
 declare module 'vitest' {
@@ -25,15 +22,7 @@ export default async function setup(project: TestProject) {
   await admin.unsafe(`drop database if exists ${template}`);
   await admin.unsafe(`create database ${template}`);
   const templateUrl = withDatabase(server.adminUrl, template);
-  await migrateDatabase(templateUrl, { schedule: false, log: () => {} });
-  // Work in progress: what `npm run build` has planned but nobody committed yet. In CI
-  // `npm run build -- --check` has already failed if this is not empty.
-  const current = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8');
-  if (current.trim()) {
-    const t = connect(templateUrl, { max: 1 });
-    await t.begin((tx) => tx.unsafe(current));
-    await t.end();
-  }
+  await migrateForTests(templateUrl);
   await admin.end();
   console.log(`test server: ${server.kind} (${server.adminUrl}), template migrated in ${Date.now() - started} ms`);
   project.provide('pg', { adminUrl: server.adminUrl, template, kind: server.kind });
