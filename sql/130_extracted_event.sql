@@ -5,6 +5,8 @@
  */
 
 do $$
+declare
+  v_have text;
 begin
   if to_regtype('spectrum.extracted_event') is null then
     create type spectrum.extracted_event as (raw_id uuid, received_at timestamptz, error_msg text, geo_id uuid, event_id uuid, event_type text, account_id uuid, user_id text, occurred_at timestamptz, country text, region text, city text, properties jsonb);
@@ -60,6 +62,15 @@ begin
   if not exists (select from pg_catalog.pg_attribute
                   where attrelid = 'spectrum.extracted_event'::regclass and attname = 'properties' and not attisdropped) then
     alter type spectrum.extracted_event add attribute properties jsonb;
+  end if;
+  select string_agg(attname || ' ' || pg_catalog.format_type(atttypid, atttypmod), ', ' order by attnum)
+    into v_have
+    from pg_catalog.pg_attribute
+   where attrelid = 'spectrum.extracted_event'::regclass and attnum > 0 and not attisdropped;
+  if v_have is distinct from 'raw_id uuid, received_at timestamp with time zone, error_msg text, geo_id uuid, event_id uuid, event_type text, account_id uuid, user_id text, occurred_at timestamp with time zone, country text, region text, city text, properties jsonb' then
+    raise exception 'spectrum.extracted_event does not match the spec: it has (%)', v_have
+      using hint = 'Its attributes must be, in this order: (raw_id uuid, received_at timestamp with time zone, error_msg text, geo_id uuid, event_id uuid, event_type text, account_id uuid, user_id text, occurred_at timestamp with time zone, country text, region text, city text, properties jsonb). Alter the type by hand at the top of migrations/current.sql (alter type spectrum.extracted_event rename / drop / alter attribute …), then npm run build.',
+            errcode = '55000';
   end if;
 end
 $$;

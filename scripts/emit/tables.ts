@@ -89,6 +89,9 @@ comment on table ${t} is 'One row per distinct event (event_id), reflecting its 
 ${comments(t, extras)}`;
 }
 
+/** What pg_catalog.format_type says for each sqlType, to compare the deployed type with the spec. */
+const CATALOG_TYPE: Record<string, string> = { timestamptz: 'timestamp with time zone' };
+
 /** The row extract_event returns and the pipeline's batch table holds. */
 export function emitExtractedType(m: Model): string {
   const t = 'spectrum.extracted_event';
@@ -109,13 +112,28 @@ export function emitExtractedType(m: Model): string {
   end if;`,
     )
     .join('\n');
+  const want = cols.map((c) => `${c.name} ${CATALOG_TYPE[c.sqlType] ?? c.sqlType}`).join(', ');
+  // extract_event fills the type by position: after a hand-written change (a rename, a type
+  // change, a removal) that left the type out of step with the spec, stop the migration here
+  // rather than let the functions put values into the wrong attributes.
   return `${GENERATED('extracted_event: one payload as the pipeline reads it: typed fields, or error_msg.\nReturned by spectrum.extract_event and held, one row per claimed event, in the batch table.')}
 do $$
+declare
+  v_have text;
 begin
   if to_regtype(${literal(t)}) is null then
     create type ${t} as (${cols.map((c) => `${ident(c.name)} ${c.sqlType}`).join(', ')});
   end if;
 ${adds}
+  select string_agg(attname || ' ' || pg_catalog.format_type(atttypid, atttypmod), ', ' order by attnum)
+    into v_have
+    from pg_catalog.pg_attribute
+   where attrelid = ${literal(t)}::regclass and attnum > 0 and not attisdropped;
+  if v_have is distinct from ${literal(want)} then
+    raise exception '${t} does not match the spec: it has (%)', v_have
+      using hint = ${literal(`Its attributes must be, in this order: (${want}). Alter the type by hand at the top of migrations/current.sql (alter type ${t} rename / drop / alter attribute …), then npm run build.`)},
+            errcode = '55000';
+  end if;
 end
 $$;
 

@@ -57,6 +57,24 @@ const RESERVED = new Set([
   'outcome', 'prev_account_id', 'prev_occurred_at', 'payload', 'status', 'attempts', 'processed_at', 'id',
 ]);
 
+/** PostgreSQL's reserved keywords (pg_get_keywords() categories R and T): a column named so must be quoted in every query. */
+const SQL_KEYWORDS = new Set(
+  ('all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate collation column ' +
+    'concurrently constraint create cross current_catalog current_date current_role current_schema current_time ' +
+    'current_timestamp current_user default deferrable desc distinct do else end except false fetch for foreign freeze ' +
+    'from full grant group having ilike in initially inner intersect into is isnull join lateral leading left like limit ' +
+    'localtime localtimestamp natural not notnull null offset on only or order outer overlaps placing primary references ' +
+    'returning right select session_user similar some symmetric table tablesample then to trailing true union unique ' +
+    'user using variadic verbose when where window with').split(' '),
+);
+
+/** The defaults, and the one type each applies to. */
+const DEFAULT_TYPES: Record<NonNullable<FieldSpec['default']>, FieldType> = {
+  raw_id: 'uuid',
+  received_at: 'timestamptz',
+  empty_object: 'object',
+};
+
 const NAME = /^[a-z_][a-z0-9_]*$/;
 const INTERVAL = /^\d+ (year|month|day|hour|minute)s?$/;
 
@@ -73,6 +91,10 @@ export function buildModel(spec: EventSpec): Model {
     if (typeof v !== 'string' || !INTERVAL.test(v)) fail(`window.${k}`, `must look like '5 years' or '1 day', got ${JSON.stringify(v)}`);
   }
 
+  if (!Array.isArray(spec.fields)) {
+    fail('fields', 'must be a list of fields');
+    throw new SpecError(`the event spec is invalid:\n  ${problems.join('\n  ')}`);
+  }
   const seen = new Map<string, number>();
   const roles = new Map<Role, FieldModel>();
   const fields: FieldModel[] = [];
@@ -81,6 +103,7 @@ export function buildModel(spec: EventSpec): Model {
     if (typeof f.name !== 'string' || !NAME.test(f.name)) fail(where, 'name must be lowercase snake_case (a-z, 0-9, _)');
     else if (Buffer.byteLength(f.name) > 63) fail(where, 'name is longer than 63 bytes');
     else if (RESERVED.has(f.name)) fail(where, `name "${f.name}" is reserved for the generated tables: choose another`);
+    else if (SQL_KEYWORDS.has(f.name)) fail(where, `name "${f.name}" is an SQL keyword that every query would have to quote: choose another`);
     if (seen.has(f.name)) fail(where, `duplicate name: fields[${seen.get(f.name)}] has it already`);
     seen.set(f.name, i);
     if (!FIELD_TYPES.includes(f.type)) fail(where, `unknown type ${JSON.stringify(f.type)}: use one of ${FIELD_TYPES.join(', ')}`);
@@ -96,6 +119,10 @@ export function buildModel(spec: EventSpec): Model {
     if (f.acceptNumbers && f.type !== 'text') fail(where, 'acceptNumbers applies only to text fields');
     if (f.trim && f.type !== 'text') fail(where, 'trim applies only to text fields');
     if (f.required && f.default) fail(where, 'a required field cannot have a default');
+    if (f.default !== undefined && !Object.hasOwn(DEFAULT_TYPES, f.default))
+      fail(where, `unknown default ${JSON.stringify(f.default)}: use one of ${Object.keys(DEFAULT_TYPES).join(', ')}`);
+    else if (f.default !== undefined && f.type !== DEFAULT_TYPES[f.default])
+      fail(where, `default '${f.default}' applies only to ${DEFAULT_TYPES[f.default]} fields`);
     const model: FieldModel = {
       ...f,
       label: (f.path ?? []).join('.'),
@@ -108,7 +135,7 @@ export function buildModel(spec: EventSpec): Model {
   for (const r of ROLES) if (!roles.has(r)) fail('fields', `no field has role ${r}: every spec needs one`);
   const need = (r: Role, ok: (f: FieldModel) => boolean, what: string) => {
     const f = roles.get(r);
-    if (f && !ok(f)) fail(`fields[${spec.fields.indexOf(f)}] (${f.name})`, what);
+    if (f && !ok(f)) fail(`fields[${fields.indexOf(f)}] (${f.name})`, what);
   };
   need('event_type', (f) => !!f.required, 'event_type must be required');
   need('account_id', (f) => !!f.required, 'account_id must be required');
@@ -119,9 +146,13 @@ export function buildModel(spec: EventSpec): Model {
   const parents = new Map<string, string[]>();
   for (const f of fields) for (let n = 1; n < f.path.length; n++) parents.set(JSON.stringify(f.path.slice(0, n)), f.path.slice(0, n));
   for (const p of parents.values()) {
-    const clash = fields.find((f) => JSON.stringify(f.path) === JSON.stringify(p));
-    if (clash) throw new SpecError(`the event spec is invalid:\n  ${clash.name}: path ${clash.label} is also the parent of other fields`);
+    const i = fields.findIndex((f) => JSON.stringify(f.path) === JSON.stringify(p));
+    if (i >= 0) {
+      const users = fields.filter((f) => f.path.length > p.length && JSON.stringify(f.path.slice(0, p.length)) === JSON.stringify(p));
+      fail(`fields[${i}] (${fields[i]!.name})`, `path ${fields[i]!.label} is also the parent of ${users.map((f) => f.name).join(', ')}: a value cannot be both`);
+    }
   }
+  if (problems.length) throw new SpecError(`the event spec is invalid:\n  ${problems.join('\n  ')}`);
   const shape = fields.map((f) => `${f.name}:${f.sqlType}`).join(',');
   return {
     spec,
