@@ -1,0 +1,136 @@
+/*
+ * maintenance: the hourly housekeeping, run by the pg_cron job spectrum.maintenance (see
+ * sql/schedule.json) or by hand: `CALL spectrum.maintenance();`. Nobody but the owner may run
+ * it. Must be CALLed outside a transaction block (it commits between steps and chunks).
+ *   1. Creates the fact partitions of the current month and p_months_ahead months ahead, so
+ *      the pipeline rarely has to create one itself.
+ *   2. Retention: deletes done raw rows received longer ago than p_retention, in committed
+ *      chunks of p_batch rows, oldest id first. Old rows are found by id range (ids are
+ *      time-ordered: spectrum.uuid_v7(cutoff) bounds them), and locked with FOR UPDATE SKIP
+ *      LOCKED, so it never waits for a producer, a pipeline batch or a reprocess, and each
+ *      chunk's locks last one short transaction. Failed and pending rows are kept. The done
+ *      counter follows through the raw_events delete trigger. event_index is kept whole: it
+ *      is what makes a late retry of an old event replace its fact instead of adding one.
+ *   3. Prunes cron.job_run_details (and spectrum.maintenance_runs) older than p_cron_history,
+ *      when pg_cron's tables are in this database; when pg_cron lives in another database of
+ *      the cluster it says so (NOTICE) and leaves them alone.
+ * One run at a time: a session advisory lock; a second call returns at once with a NOTICE.
+ * Records what it did in spectrum.maintenance_runs and in a closing NOTICE.
+ */
+create or replace procedure spectrum.maintenance(
+  p_months_ahead integer default 3,
+  p_retention interval default '90 days',
+  p_cron_history interval default '7 days',
+  p_batch integer default 10000
+)
+language plpgsql
+as $$
+declare
+  v_lock constant bigint := pg_catalog.hashtext('spectrum.maintenance');
+  v_holder integer;
+  v_run_id bigint;
+  v_now timestamptz := clock_timestamp();
+  v_created integer;
+  v_cutoff timestamptz;
+  v_bound uuid;
+  v_from uuid := '00000000-0000-0000-0000-000000000000';
+  v_ids uuid[];
+  v_n bigint;
+  v_deleted bigint := 0;
+  v_pruned bigint;
+  v_note text;
+begin
+  if p_months_ahead is null or p_months_ahead not between 0 and 120 then
+    raise exception 'p_months_ahead must be from 0 to 120, got %', p_months_ahead
+      using hint = 'Call it as CALL spectrum.maintenance(p_months_ahead => 3).', errcode = '22023';
+  end if;
+  if p_retention is null or p_retention <= interval '0' then
+    raise exception 'p_retention must be a positive interval, got %', p_retention
+      using hint = 'Call it as CALL spectrum.maintenance(p_retention => ''90 days'').', errcode = '22023';
+  end if;
+  if p_cron_history is null or p_cron_history < interval '0' then
+    raise exception 'p_cron_history must be an interval of zero or more, got %', p_cron_history
+      using hint = 'Call it as CALL spectrum.maintenance(p_cron_history => ''7 days'').', errcode = '22023';
+  end if;
+  if p_batch is null or p_batch < 1 then
+    raise exception 'p_batch must be a positive integer, got %', p_batch
+      using hint = 'Call it as CALL spectrum.maintenance(p_batch => 10000).', errcode = '22023';
+  end if;
+
+  -- A session lock, since the procedure commits. When this session still holds it (an earlier
+  -- call here raised half-way), it is reused rather than stacked, so the unlock at the end
+  -- frees it for the other sessions.
+  select l.pid into v_holder
+    from pg_catalog.pg_locks l
+   where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+     and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+     and l.classid = ((v_lock >> 32) & 4294967295)::oid and l.objid = (v_lock & 4294967295)::oid
+   limit 1;
+  if v_holder is distinct from pg_catalog.pg_backend_pid() and not pg_catalog.pg_try_advisory_lock(v_lock) then
+    raise notice 'spectrum.maintenance: another maintenance is running (backend pid %): nothing done', v_holder;
+    return;
+  end if;
+
+  insert into spectrum.maintenance_runs (started_at) values (v_now) returning run_id into v_run_id;
+
+  -- 1. Fact partitions: this month and p_months_ahead more (UTC months).
+  v_created := spectrum.ensure_fact_partitions(array(
+    select (pg_catalog.date_trunc('month', v_now at time zone 'UTC') + pg_catalog.make_interval(months => m)) at time zone 'UTC'
+      from pg_catalog.generate_series(0, p_months_ahead) m));
+  update spectrum.maintenance_runs set partitions_created = v_created where run_id = v_run_id;
+  commit;
+
+  -- 2. Retention of done raw rows, chunk by chunk (keyset on id, so no chunk rescans the
+  -- rows the previous ones kept).
+  v_cutoff := v_now - p_retention;
+  v_bound := spectrum.uuid_v7(v_cutoff);
+  loop
+    select pg_catalog.array_agg(id order by id)
+      into v_ids
+      from (select id
+              from spectrum.raw_events
+             where id > v_from and id < v_bound
+               and status = 'done' and received_at < v_cutoff
+             order by id
+             limit p_batch
+               for update skip locked) doomed;
+    exit when v_ids is null;
+    delete from spectrum.raw_events where id = any (v_ids);
+    get diagnostics v_n = row_count;
+    v_deleted := v_deleted + v_n;
+    v_from := v_ids[cardinality(v_ids)];
+    update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
+    commit;
+  end loop;
+
+  -- 3. Run history.
+  if not exists (select from pg_catalog.pg_namespace where nspname = 'cron')
+     or not pg_catalog.has_schema_privilege('cron', 'usage') then
+    v_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
+              || coalesce(pg_catalog.current_setting('cron.database_name', true), '?')
+              || '): prune it there';
+    raise notice 'spectrum.maintenance: %', v_note;
+  elsif to_regclass('cron.job_run_details') is null
+        or not pg_catalog.has_table_privilege('cron.job_run_details', 'delete') then
+    v_note := 'no delete privilege on cron.job_run_details: not pruned';
+    raise notice 'spectrum.maintenance: %', v_note;
+  else
+    delete from cron.job_run_details where coalesce(end_time, start_time) < v_now - p_cron_history;
+    get diagnostics v_pruned = row_count;
+  end if;
+  delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
+
+  update spectrum.maintenance_runs
+     set finished_at = clock_timestamp(), cron_details_deleted = v_pruned, note = v_note
+   where run_id = v_run_id;
+  commit;
+  perform pg_catalog.pg_advisory_unlock(v_lock);
+  raise notice 'spectrum.maintenance: % fact partitions created, % done raw rows received before % deleted, % cron.job_run_details rows pruned',
+    v_created, v_deleted, v_cutoff, coalesce(v_pruned::text, 'no');
+end
+$$;
+
+comment on procedure spectrum.maintenance(integer, interval, interval, integer) is
+  'Hourly housekeeping: creates fact partitions p_months_ahead (default 3) months ahead, deletes done raw rows older than p_retention (default 90 days) in committed chunks of p_batch without blocking anyone (failed rows are kept), prunes cron.job_run_details older than p_cron_history (default 7 days) when pg_cron is in this database. One run at a time; records each run in spectrum.maintenance_runs. CALL it outside a transaction block.';
+
+revoke all on procedure spectrum.maintenance(integer, interval, interval, integer) from public;
