@@ -1,0 +1,527 @@
+/*
+ * Operating the pipeline from psql: reprocess, the done counter behind pipeline_status,
+ * failure_reasons, health(), maintenance, and overlapping calls of process_pending.
+ * Each describe starts from an empty raw_events (TRUNCATE, which also resets the counter).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type Sql } from '../scripts/lib/db.ts';
+import { insertEvents, runPipeline, testDatabase, type TestDb } from './helpers/db.ts';
+
+const ACCOUNT = '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10';
+const valid = (n: number, extra: object = {}) =>
+  Array.from({ length: n }, (_, i) => ({ event_type: 'click', account_id: ACCOUNT, user_id: `u${i % 5}`, ...extra }));
+
+let db: TestDb;
+let operatorRole: string;
+let operator: Sql;
+
+beforeAll(async () => {
+  db = await testDatabase('operate');
+  operatorRole = `op_${db.name}`.slice(0, 60);
+  await db.sql.unsafe(`create role ${operatorRole} login in role spectrum_operator`);
+  operator = connect(db.url.replace('postgres@', `${operatorRole}@`), { max: 1 });
+});
+afterAll(async () => {
+  await operator?.end();
+  if (!db) return;
+  await db.drop();
+  const admin = connect(db.adminUrl, { max: 1 });
+  await admin.unsafe(`drop role if exists ${operatorRole}`);
+  await admin.end();
+});
+
+const fresh = () => db.sql`truncate spectrum.raw_events, spectrum.pipeline_runs`;
+
+/** The done counter, the view and the rows agree; returns the done count. */
+async function counterIsExact(): Promise<number> {
+  const [r] = await db.sql`
+    select (select events from spectrum.status_totals where status = 'done')::int as counted,
+           (select events from spectrum.pipeline_status where status = 'done')::int as shown,
+           (select count(*) from spectrum.raw_events where status = 'done')::int as actual`;
+  expect(r!.counted).toBe(r!.actual);
+  expect(r!.shown).toBe(r!.actual);
+  return r!.actual as number;
+}
+
+const statusOf = async (ids: string[]) =>
+  (await db.sql`select status from spectrum.raw_events where id = any (${ids}::uuid[]) order by id`).map((r) => r.status as string);
+
+describe('spectrum.reprocess', () => {
+  let good: string[];
+  let bad: string[];
+  beforeAll(async () => {
+    await fresh();
+    good = await insertEvents(db.sql, valid(6));
+    bad = await insertEvents(db.sql, [
+      { event_type: 'click', account_id: 'abc' },
+      { event_type: 'click', account_id: 'def' },
+      { account_id: ACCOUNT },
+    ]);
+    await runPipeline(db.sql);
+  });
+
+  it('refuses a call without any filter with 22023 and a hint', async () => {
+    const err = await db.sql`select spectrum.reprocess()`.catch((e) => e);
+    expect(err.code).toBe('22023');
+    expect(err.hint).toBeTruthy();
+  });
+
+  it('refuses an unknown status, and pending, with 22023 and a hint', async () => {
+    for (const status of ['lost', 'pending', 'FAILED']) {
+      const err = await db.sql`select spectrum.reprocess(status => ${status})`.catch((e) => e);
+      expect(err.code, status).toBe('22023');
+      expect(err.hint, status).toBeTruthy();
+    }
+  });
+
+  it('refuses an empty received window with 22023', async () => {
+    const err = await db.sql`select spectrum.reprocess(received_after => now(), received_before => now() - interval '1 hour')`.catch((e) => e);
+    expect(err.code).toBe('22023');
+  });
+
+  it('re-queues failed rows by status and returns how many; unchanged, they fail again the same way', async () => {
+    const before = await db.sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by id`;
+    expect(before).toHaveLength(3);
+    const [r] = await db.sql`select spectrum.reprocess(status => 'failed') as n`;
+    expect(Number(r!.n)).toBe(3);
+    const reset = await db.sql`select status, attempts, error_msg, processed_at from spectrum.raw_events where id = any (${bad}::uuid[])`;
+    for (const row of reset) expect(row).toEqual({ status: 'pending', attempts: 0, error_msg: null, processed_at: null });
+    expect(await statusOf(good)).toEqual(good.map(() => 'done'));
+
+    await runPipeline(db.sql);
+    const after = await db.sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by id`;
+    expect(after).toEqual(before);
+    const [again] = await db.sql`select count(*)::int as n from spectrum.raw_events where id = any (${bad}::uuid[]) and attempts = 1`;
+    expect(again!.n).toBe(3);
+    await counterIsExact();
+  });
+
+  it('re-queues exactly the ids given, whatever their status, and counts only rows not pending', async () => {
+    const [r] = await db.sql`select spectrum.reprocess(ids => ${[good[0]!, bad[0]!]}::uuid[]) as n`;
+    expect(Number(r!.n)).toBe(2);
+    expect(await statusOf([good[0]!, bad[0]!])).toEqual(['pending', 'pending']);
+    const [again] = await db.sql`select spectrum.reprocess(ids => ${[good[0]!, bad[0]!]}::uuid[]) as n`;
+    expect(Number(again!.n)).toBe(0);
+    await counterIsExact();
+    await runPipeline(db.sql);
+    await counterIsExact();
+  });
+
+  it('re-queues a received window: received_after inclusive, received_before exclusive', async () => {
+    const rows = await db.sql`
+      insert into spectrum.raw_events (payload, received_at)
+      select '{"event_type": "w"}', timestamptz '2026-01-01 00:00:00+00' + n * interval '1 hour'
+        from generate_series(0, 3) n
+      returning id, received_at`;
+    await runPipeline(db.sql);
+    expect(await statusOf(rows.map((r) => r.id))).toEqual(['failed', 'failed', 'failed', 'failed']);
+    const [r] = await db.sql`
+      select spectrum.reprocess(received_after => '2026-01-01 01:00:00+00', received_before => '2026-01-01 03:00:00+00') as n`;
+    expect(Number(r!.n)).toBe(2);
+    const pending = await db.sql`select received_at from spectrum.raw_events where status = 'pending' order by received_at`;
+    expect(pending.map((p) => (p.received_at as Date).toISOString())).toEqual(['2026-01-01T01:00:00.000Z', '2026-01-01T02:00:00.000Z']);
+    await runPipeline(db.sql);
+  });
+
+  it('combines the filters with AND', async () => {
+    const [r] = await db.sql`
+      select spectrum.reprocess(status => 'done', ids => ${[good[1]!, good[2]!, bad[1]!]}::uuid[],
+                                received_after => now() - interval '1 day', received_before => now() + interval '1 day') as n`;
+    expect(Number(r!.n)).toBe(2);
+    expect(await statusOf([good[1]!, good[2]!, bad[1]!])).toEqual(['pending', 'pending', 'failed']);
+    const [none] = await db.sql`select spectrum.reprocess(status => 'failed', received_before => '2000-01-01') as n`;
+    expect(Number(none!.n)).toBe(0);
+    await counterIsExact();
+    await runPipeline(db.sql);
+    await counterIsExact();
+  });
+
+  it('re-queues rows left in processing', async () => {
+    await db.sql`update spectrum.raw_events set status = 'processing' where id = ${good[3]!}`;
+    await counterIsExact();
+    const [r] = await db.sql`select spectrum.reprocess(status => 'processing') as n`;
+    expect(Number(r!.n)).toBe(1);
+    expect(await statusOf([good[3]!])).toEqual(['pending']);
+    await runPipeline(db.sql);
+    expect(await statusOf([good[3]!])).toEqual(['done']);
+    await counterIsExact();
+  });
+
+  it('replaces the fact of a reprocessed event instead of adding one', async () => {
+    const id = good[4]!;
+    const [before] = await db.sql`select event_type, raw_event_id, received_at from spectrum.fact_events where event_id = ${id}`;
+    expect(before!.event_type).toBe('click');
+    // A bug fixed in interpretation is simulated by editing the stored payload.
+    await db.sql`update spectrum.raw_events set payload = payload || '{"event_type": "tap"}' where id = ${id}`;
+    await db.sql`select spectrum.reprocess(ids => array[${id}]::uuid[])`;
+    await runPipeline(db.sql);
+    const facts = await db.sql`select event_type, raw_event_id, received_at from spectrum.fact_events where event_id = ${id}`;
+    expect(facts).toEqual([{ ...before, event_type: 'tap' }]);
+
+    // A retry of the same event, received later, then the older version reprocessed: the
+    // newest version keeps the one fact.
+    const [retry] = await insertEvents(db.sql, [{ event_id: id, event_type: 'retry', account_id: ACCOUNT }]);
+    await runPipeline(db.sql);
+    await db.sql`select spectrum.reprocess(ids => array[${id}]::uuid[])`;
+    await runPipeline(db.sql);
+    const after = await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${id}`;
+    expect(after).toEqual([{ event_type: 'retry', raw_event_id: retry }]);
+    const [dups] = await db.sql`select count(*)::int as n from (select event_id from spectrum.fact_events group by 1 having count(*) > 1) d`;
+    expect(dups!.n).toBe(0);
+  });
+
+  it('is callable by name by the operator role, which cannot update raw_events itself', async () => {
+    const [r] = await operator`select spectrum.reprocess(status => 'failed') as n`;
+    expect(Number(r!.n)).toBeGreaterThan(0);
+    const denied = await operator`update spectrum.raw_events set status = 'pending'`.catch((e) => e);
+    expect(denied.code).toBe('42501');
+    await runPipeline(db.sql);
+    await counterIsExact();
+  });
+
+  it('is not callable by the producer role nor by PUBLIC', async () => {
+    const [p] = await db.sql`select has_function_privilege('spectrum_producer', 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)', 'execute') as ok`;
+    expect(p!.ok).toBe(false);
+    const [pub] = await db.sql`select has_function_privilege('public', 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)', 'execute') as ok`;
+    expect(pub!.ok).toBe(false);
+  });
+});
+
+describe('the done counter behind pipeline_status', () => {
+  beforeAll(async () => {
+    await fresh();
+    await insertEvents(db.sql, [...valid(40), { account_id: 'x' }, { account_id: 'y' }]);
+    await runPipeline(db.sql, 'p_batch_size => 7');
+  });
+
+  it('counts what the pipeline marks done', async () => {
+    expect(await counterIsExact()).toBe(40);
+  });
+
+  it('follows a manual DELETE of done and of failed rows', async () => {
+    await db.sql`delete from spectrum.raw_events where id in (select id from spectrum.raw_events where status = 'done' order by id limit 3)`;
+    await db.sql`delete from spectrum.raw_events where id in (select id from spectrum.raw_events where status = 'failed' limit 1)`;
+    expect(await counterIsExact()).toBe(37);
+  });
+
+  it('follows a manual UPDATE out of done, and back into done from failed', async () => {
+    await db.sql`update spectrum.raw_events set status = 'failed' where id in (select id from spectrum.raw_events where status = 'done' order by id limit 5)`;
+    expect(await counterIsExact()).toBe(32);
+    await db.sql`update spectrum.raw_events set status = 'done' where status = 'failed'`;
+    expect(await counterIsExact()).toBe(38);
+    await db.sql`update spectrum.raw_events set error_msg = null where status = 'done'`;
+    expect(await counterIsExact()).toBe(38);
+  });
+
+  it('is repaired by recount_status after a change it cannot see (pending set done by hand)', async () => {
+    await insertEvents(db.sql, valid(2));
+    await db.sql`update spectrum.raw_events set status = 'done' where status = 'pending'`;
+    const [drift] = await db.sql`select events::int from spectrum.status_totals where status = 'done'`;
+    expect(drift!.events).toBe(38);
+    const [r] = await db.sql`select spectrum.recount_status() as n`;
+    expect(Number(r!.n)).toBe(40);
+    expect(await counterIsExact()).toBe(40);
+  });
+
+  it('goes to 0 on TRUNCATE', async () => {
+    await db.sql`truncate spectrum.raw_events`;
+    expect(await counterIsExact()).toBe(0);
+  });
+
+  it('costs the pipeline\'s pending -> done update no trigger call per row', async () => {
+    await insertEvents(db.sql, valid(50));
+    const triggersOf = async (statement: string) => {
+      let found: { 'Trigger Name': string; Calls: number }[] = [];
+      await db.sql
+        .begin(async (tx) => {
+          const [row] = await tx.unsafe(`explain (analyze, format json) ${statement}`);
+          const plan = row!['QUERY PLAN'];
+          found = (typeof plan === 'string' ? JSON.parse(plan) : plan)[0].Triggers ?? [];
+          throw new Error('rollback');
+        })
+        .catch((e) => {
+          if (e.message !== 'rollback') throw e;
+        });
+      return Object.fromEntries(found.map((t) => [t['Trigger Name'], t.Calls]));
+    };
+    const pipeline = await triggersOf(
+      `update spectrum.raw_events set status = 'done', processed_at = now(), attempts = attempts + 1 where status = 'pending'`,
+    );
+    expect(pipeline.raw_events_done_changed).toBeUndefined();
+    expect(pipeline.raw_events_done_flush).toBe(1);
+    await runPipeline(db.sql);
+    const manual = await triggersOf(`update spectrum.raw_events set status = 'failed' where status = 'done'`);
+    expect(manual.raw_events_done_changed).toBe(50);
+    expect(await counterIsExact()).toBe(50);
+  });
+});
+
+describe('spectrum.failure_reasons', () => {
+  beforeAll(async () => {
+    await fresh();
+    await insertEvents(db.sql, [
+      ...valid(3),
+      { event_type: 'click', account_id: 'abc' },
+      { event_type: 'click', account_id: 'a; b' },
+      { event_type: 'click', account_id: 12 },
+      { account_id: ACCOUNT },
+      { account_id: ACCOUNT, user_id: 'x'.repeat(201) },
+      { event_type: 'click', account_id: 'zzz', user_id: { no: 1 } },
+    ]);
+    await runPipeline(db.sql);
+  });
+
+  it('groups failed rows by field and problem, without the values, most frequent first', async () => {
+    const rows = await db.sql`select field, problem, events::int from spectrum.failure_reasons`;
+    expect(rows).toEqual([
+      { field: 'account_id', problem: 'is not a uuid', events: 4 },
+      { field: 'event_type', problem: 'missing', events: 2 },
+      { field: 'user_id', problem: 'is not a string or number', events: 1 },
+      { field: 'user_id', problem: 'text of N characters exceeds limits.maxTextLength (200)', events: 1 },
+    ]);
+  });
+
+  it('shows the latest example: a failed raw id with that error', async () => {
+    const rows = await db.sql`
+      select r.field, r.example_error, e.status, e.error_msg, r.last_failed_at = e.processed_at as latest
+        from spectrum.failure_reasons r join spectrum.raw_events e on e.id = r.example_raw_id`;
+    expect(rows).toHaveLength(4);
+    for (const r of rows) {
+      expect(r.status).toBe('failed');
+      expect(r.error_msg).toContain(r.example_error);
+      expect(r.example_error.startsWith(`${r.field}: `)).toBe(true);
+      expect(r.latest).toBe(true);
+    }
+  });
+
+  it('is readable by the operator role', async () => {
+    const rows = await operator`select * from spectrum.failure_reasons`;
+    expect(rows).toHaveLength(4);
+  });
+});
+
+describe('spectrum.health()', () => {
+  const health = async () => (await db.sql`select * from spectrum.health()`)[0]!;
+  beforeAll(async () => {
+    await fresh();
+    await insertEvents(db.sql, valid(20));
+    await runPipeline(db.sql);
+  });
+
+  it('is ok after a clean run', async () => {
+    const h = await health();
+    expect(h.ok).toBe(true);
+    expect(h.problems).toEqual([]);
+    expect(Number(h.backlog)).toBe(0);
+    expect(h.backlog_stale).toBe(false);
+    expect(h.last_run_finished).toBe(true);
+    expect(h.last_success_at).toEqual(h.last_run_finished_at);
+    expect(Number(h.processed_last_hour)).toBe(20);
+    expect(Number(h.failure_rate)).toBe(0);
+  });
+
+  it('flags a backlog older than two ticks', async () => {
+    await db.sql`insert into spectrum.raw_events (payload, received_at) values ('{}', now() - interval '3 minutes'), ('{}', now() - interval '25 minutes')`;
+    const h = await health();
+    expect(Number(h.backlog)).toBe(2);
+    expect(h.backlog_stale).toBe(true);
+    expect(h.ok).toBe(false);
+    expect(h.problems).toHaveLength(1);
+    const [age] = await db.sql`select ${h.oldest_pending_age}::interval >= interval '25 minutes' as ok`;
+    expect(age!.ok).toBe(true);
+    const [lenient] = await db.sql`select ok from spectrum.health(p_stale_after => '1 hour')`;
+    expect(lenient!.ok).toBe(true);
+  });
+
+  it('flags a failure rate above the threshold', async () => {
+    await runPipeline(db.sql); // the two '{}' rows fail: 2 of 22 in the last hour
+    const h = await health();
+    expect(h.backlog_stale).toBe(false);
+    expect(Number(h.failed_last_hour)).toBe(2);
+    expect(Number(h.failure_rate)).toBeCloseTo(2 / 22, 4);
+    expect(h.ok).toBe(false);
+    expect(h.problems).toHaveLength(1);
+    const [lenient] = await db.sql`select ok from spectrum.health(p_max_failure_rate => 0.2)`;
+    expect(lenient!.ok).toBe(true);
+  });
+
+  it('flags a last run that never finished, but not one still within its time', async () => {
+    await db.sql`update spectrum.pipeline_runs set started_at = started_at - interval '1 hour', finished_at = finished_at - interval '1 hour'`;
+    await db.sql`insert into spectrum.pipeline_runs (started_at) values (now() - interval '1 minute')`;
+    const running = (await db.sql`select * from spectrum.health(p_max_failure_rate => 1)`)[0]!;
+    expect(running.last_run_finished).toBe(false);
+    expect(running.ok).toBe(true);
+    await db.sql`update spectrum.pipeline_runs set started_at = now() - interval '30 minutes' where finished_at is null`;
+    const died = (await db.sql`select * from spectrum.health(p_max_failure_rate => 1)`)[0]!;
+    expect(died.last_run_finished).toBe(false);
+    expect(died.ok).toBe(false);
+    expect(died.problems).toHaveLength(1);
+    expect(died.last_success_at).not.toBeNull();
+  });
+
+  it('is callable by the operator role', async () => {
+    const [h] = await operator`select ok, problems from spectrum.health()`;
+    expect(h!.ok).toBe(false);
+  });
+});
+
+describe('CALL spectrum.maintenance()', () => {
+  const months = (n: number) =>
+    db.sql`select spectrum.missing_fact_partitions(array(
+             select (date_trunc('month', now() at time zone 'UTC') + make_interval(months => m)) at time zone 'UTC'
+               from generate_series(0, ${n}::int) m)) as missing`;
+  const lastRun = async () => (await db.sql`select * from spectrum.maintenance_runs order by run_id desc limit 1`)[0];
+  let old: { done: string[]; failed: string[]; pending: string[]; recent: string[] };
+
+  beforeAll(async () => {
+    await fresh();
+    const insert = (status: string, ago: string, n: number) =>
+      db.sql`
+        insert into spectrum.raw_events (id, payload, received_at, status, processed_at, error_msg, attempts)
+        select spectrum.uuid_v7(t), '{"event_type": "old"}', t, ${status},
+               case when ${status} <> 'pending' then t end, case when ${status} = 'failed' then 'account_id: missing' end,
+               case when ${status} <> 'pending' then 1 else 0 end
+          from (select now() - ${ago}::interval + g * interval '1 second' as t from generate_series(1, ${n}::int) g) s
+        returning id`.then((rows) => rows.map((r) => r.id as string));
+    old = {
+      done: await insert('done', '100 days', 25),
+      failed: await insert('failed', '100 days', 4),
+      pending: await insert('pending', '95 days', 2),
+      recent: await insert('done', '10 days', 5),
+    };
+    await db.sql`select spectrum.recount_status()`;
+  });
+
+  it('creates the fact partitions of this month and three ahead', async () => {
+    await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+    expect((await months(3))[0]!.missing).toBeNull();
+    const run = await lastRun();
+    expect(run!.finished_at).not.toBeNull();
+    await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+    expect((await lastRun())!.partitions_created).toBe(0);
+    expect((await months(5))[0]!.missing).toHaveLength(2);
+    await db.sql`call spectrum.maintenance(p_months_ahead => 5, p_retention => '10 years')`;
+    expect((await lastRun())!.partitions_created).toBe(2);
+  });
+
+  it('skips rows another transaction holds, never waiting for them', async () => {
+    const holder = await db.sql.reserve();
+    try {
+      await holder`begin`;
+      await holder`select from spectrum.raw_events where id = ${old.done[0]!} for update`;
+      const s = await db.sql.reserve();
+      try {
+        await s`set lock_timeout = '2s'`;
+        await s`call spectrum.maintenance(p_batch => 7)`;
+      } finally {
+        await s`reset lock_timeout`;
+        s.release();
+      }
+      await holder`rollback`;
+    } finally {
+      holder.release();
+    }
+    const run = await lastRun();
+    expect(Number(run!.raw_deleted)).toBe(24);
+    const left = await db.sql`select id from spectrum.raw_events where id = any (${old.done}::uuid[])`;
+    expect(left.map((r) => r.id)).toEqual([old.done[0]]);
+    await counterIsExact();
+  });
+
+  it('deletes only done rows older than the retention, in chunks, keeping failed and pending rows', async () => {
+    await db.sql`call spectrum.maintenance(p_batch => 7)`;
+    expect(Number((await lastRun())!.raw_deleted)).toBe(1);
+    const [r] = await db.sql`
+      select count(*) filter (where id = any (${old.done}::uuid[]))::int as done,
+             count(*) filter (where id = any (${old.failed}::uuid[]))::int as failed,
+             count(*) filter (where id = any (${old.pending}::uuid[]))::int as pending,
+             count(*) filter (where id = any (${old.recent}::uuid[]))::int as recent
+        from spectrum.raw_events`;
+    expect(r).toEqual({ done: 0, failed: 4, pending: 2, recent: 5 });
+    expect(await counterIsExact()).toBe(5);
+    await db.sql`call spectrum.maintenance(p_retention => '5 days')`;
+    expect(Number((await lastRun())!.raw_deleted)).toBe(5);
+    expect(await counterIsExact()).toBe(0);
+  });
+
+  it('leaves cron.job_run_details alone, with a NOTICE, when pg_cron lives in another database', async () => {
+    const notices: string[] = [];
+    const s = connect(db.url, { max: 1, onnotice: (n) => notices.push(String(n.message)) });
+    try {
+      await s`call spectrum.maintenance()`;
+    } finally {
+      await s.end();
+    }
+    const run = await lastRun();
+    expect(run!.cron_details_deleted).toBeNull();
+    expect(run!.note).toBeTruthy();
+    expect(notices.length).toBeGreaterThanOrEqual(2); // the skip, and the summary
+  });
+
+  it('returns quietly, doing nothing, while another session runs it', async () => {
+    const holder = await db.sql.reserve();
+    const notices: string[] = [];
+    const s = connect(db.url, { max: 1, onnotice: (n) => notices.push(String(n.message)) });
+    try {
+      await holder`select pg_advisory_lock(hashtext('spectrum.maintenance'))`;
+      const [before] = await db.sql`select count(*)::int as n from spectrum.maintenance_runs`;
+      await s`call spectrum.maintenance()`;
+      const [after] = await db.sql`select count(*)::int as n from spectrum.maintenance_runs`;
+      expect(after!.n).toBe(before!.n);
+      expect(notices).toHaveLength(1);
+      await holder`select pg_advisory_unlock(hashtext('spectrum.maintenance'))`;
+      await s`call spectrum.maintenance()`;
+      const [later] = await db.sql`select count(*)::int as n from spectrum.maintenance_runs`;
+      expect(later!.n).toBe(before!.n + 1);
+    } finally {
+      holder.release();
+      await s.end();
+    }
+  });
+
+  it('refuses bad arguments with 22023', async () => {
+    for (const args of ['p_months_ahead => -1', "p_retention => '0 days'", 'p_batch => 0', "p_cron_history => '-1 day'"]) {
+      const err = await db.sql.unsafe(`call spectrum.maintenance(${args})`).catch((e) => e);
+      expect(err.code, args).toBe('22023');
+    }
+  });
+
+  it('is not callable by the operator role', async () => {
+    const err = await operator`call spectrum.maintenance()`.catch((e) => e);
+    expect(err.code).toBe('42501');
+    const runs = await operator`select * from spectrum.maintenance_runs`;
+    expect(runs.length).toBeGreaterThan(0);
+  });
+});
+
+describe('overlapping calls of process_pending', () => {
+  beforeAll(fresh);
+
+  it('never process a row twice: every row once, one fact per event, the counter exact', async () => {
+    const payloads = [...valid(3000), ...Array.from({ length: 30 }, () => ({ event_type: 'bad', account_id: 'nope' }))];
+    for (let i = 0; i < payloads.length; i += 1000) await insertEvents(db.sql, payloads.slice(i, i + 1000));
+    const call = async () => {
+      const s = await db.sql.reserve();
+      try {
+        await s`call spectrum.process_pending(p_batch_size => 150)`;
+      } finally {
+        s.release();
+      }
+    };
+    await Promise.all([call(), call()]);
+    const [r] = await db.sql`
+      select count(*) filter (where status = 'done')::int as done,
+             count(*) filter (where status = 'failed')::int as failed,
+             count(*) filter (where attempts <> 1)::int as not_once
+        from spectrum.raw_events`;
+    expect(r).toEqual({ done: 3000, failed: 30, not_once: 0 });
+    const [f] = await db.sql`
+      select count(*)::int as facts, count(distinct f.event_id)::int as events
+        from spectrum.fact_events f join spectrum.raw_events e on e.id = f.raw_event_id`;
+    expect(f).toEqual({ facts: 3000, events: 3000 });
+    const runs = await db.sql`select claimed::int, finished_at from spectrum.pipeline_runs`;
+    expect(runs).toHaveLength(2);
+    expect(runs.reduce((n, x) => n + x.claimed, 0)).toBe(3030);
+    expect(await counterIsExact()).toBe(3000);
+  });
+});
