@@ -3,6 +3,9 @@
  * (cron.database_name); when that is not the pipeline's database the jobs are scheduled
  * there with cron.schedule_in_database. Idempotent: unchanged jobs are left alone, changed
  * ones are updated in place (same jobid), spectrum.* jobs no longer in the file are removed.
+ * pg_cron keeps one job per (name, user) for the whole cluster, and scheduling a name that
+ * exists upserts it: so a job of the same name that runs another, existing database is never
+ * taken over (one line says so); one whose database was dropped is moved here.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,14 +56,26 @@ export async function applySchedule(url: string, jobs: Job[] = readSchedule(), l
       log(`pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ${home.database}: jobs not scheduled`);
       return 'no-cron';
     }
-    const existing = await cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string }[]>`
-      select jobid, jobname, schedule, command, database from cron.job
-       where jobname like 'spectrum.%' and database = ${target}`;
+    const all = await cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string; live: boolean }[]>`
+      select j.jobid, j.jobname, j.schedule, j.command, j.database,
+             exists (select from pg_catalog.pg_database d where d.datname = j.database) as live
+        from cron.job j
+       where j.jobname like 'spectrum.%' and j.username = current_user`;
+    const existing = all.filter((e) => e.database === target);
     for (const job of jobs) {
       const have = existing.find((e) => e.jobname === job.name);
+      const elsewhere = all.find((e) => e.jobname === job.name && e.database !== target);
       if (have && have.schedule === job.schedule && have.command === job.command) continue;
       if (have) {
         await cron`select cron.alter_job(${have.jobid}::bigint, schedule => ${job.schedule}, command => ${job.command})`;
+      } else if (elsewhere?.live) {
+        log(
+          `${job.name} not scheduled in database ${target}: this user's job of that name runs database ${elsewhere.database} ` +
+            `(pg_cron keeps one job per name and user); apply the schedule as another user to run both`,
+        );
+        continue;
+      } else if (elsewhere) {
+        await cron`select cron.alter_job(${elsewhere.jobid}::bigint, schedule => ${job.schedule}, command => ${job.command}, database => ${target})`;
       } else {
         await cron`select cron.schedule_in_database(${job.name}, ${job.schedule}, ${job.command}, ${target})`;
       }
