@@ -1,0 +1,190 @@
+/*
+ * The pg_cron schedule: applySchedule (sql/schedule.json) on a cluster of its own, where
+ * pg_cron lives in the postgres database and the pipeline in others; maintenance pruning
+ * cron.job_run_details where pg_cron lives in the pipeline's database; and the real tick on
+ * the shared test server: a one-minute job that runs CALL spectrum.process_pending().
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type Sql } from '../scripts/lib/db.ts';
+import { migrateDatabase } from '../scripts/lib/migrate.ts';
+import { projectRoot } from '../scripts/lib/paths.ts';
+import { applySchedule, readSchedule, type Job } from '../scripts/lib/schedule.ts';
+import { insertEvents, testDatabase, type TestDb } from './helpers/db.ts';
+import { privateCluster } from './setup/server.ts';
+
+/** The committed migrations plus the uncommitted plan, as the test template gets them. */
+async function migrateWithPlan(url: string) {
+  await migrateDatabase(url, { schedule: false, log: () => {} });
+  const current = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8');
+  if (!current.trim()) return;
+  const sql = connect(url, { max: 1 });
+  await sql.begin((tx) => tx.unsafe(current));
+  await sql.end();
+}
+
+/** CREATE EXTENSION pg_cron where the cluster runs it, tolerating a concurrent creator. */
+async function ensureCron(admin: Sql) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin`create extension if not exists pg_cron`;
+      return;
+    } catch (e) {
+      if (!['23505', '42710'].includes((e as { code?: string }).code ?? '') || attempt > 5) throw e;
+    }
+  }
+}
+
+describe('applySchedule, with pg_cron in another database', () => {
+  let cluster: Awaited<ReturnType<typeof privateCluster>>;
+  let cron: Sql;
+  const jobs = () => cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string }[]>`
+    select jobid, jobname, schedule, command, database from cron.job order by jobname`;
+  const apply = async (database: string, list?: Job[]) => {
+    const lines: string[] = [];
+    const result = await applySchedule(cluster.url(database), list, (l) => lines.push(l));
+    return { result, lines };
+  };
+
+  beforeAll(async () => {
+    cluster = await privateCluster();
+    cron = connect(cluster.url('postgres'), { max: 1 });
+    await ensureCron(cron);
+    await cron`create database alpha`;
+    await cron`create database beta`;
+  });
+  afterAll(async () => {
+    await cron?.end();
+    cluster?.stop();
+  });
+
+  it('schedules every job of sql/schedule.json for the target database', async () => {
+    const { result, lines } = await apply('alpha');
+    expect(result).toBe('applied');
+    expect(lines).toHaveLength(2);
+    const want = readSchedule().map((j) => ({ jobname: j.name, schedule: j.schedule, command: j.command, database: 'alpha' }));
+    expect((await jobs()).map(({ jobid: _, ...j }) => j)).toEqual(want.sort((a, b) => a.jobname.localeCompare(b.jobname)));
+    expect(want.map((j) => j.jobname).sort()).toEqual(['spectrum.maintenance', 'spectrum.process_pending']);
+  });
+
+  it('changes nothing the second time', async () => {
+    const before = await jobs();
+    const { lines } = await apply('alpha');
+    expect(lines).toEqual([]);
+    expect(await jobs()).toEqual(before);
+  });
+
+  it('updates a changed job in place', async () => {
+    const before = await jobs();
+    const changed = readSchedule().map((j) => (j.name === 'spectrum.process_pending' ? { ...j, schedule: '*/2 * * * *' } : j));
+    const { lines } = await apply('alpha', changed);
+    expect(lines).toHaveLength(1);
+    const after = await jobs();
+    expect(after.map((j) => j.jobid)).toEqual(before.map((j) => j.jobid));
+    expect(after.find((j) => j.jobname === 'spectrum.process_pending')!.schedule).toBe('*/2 * * * *');
+    expect((await apply('alpha')).lines).toHaveLength(1);
+    expect(await jobs()).toEqual(before);
+  });
+
+  it('unschedules a spectrum job removed from the file, and leaves other jobs alone', async () => {
+    await cron`select cron.schedule('other.job', '0 0 1 1 *', 'select 1')`;
+    const { lines } = await apply('alpha', readSchedule().filter((j) => j.name !== 'spectrum.maintenance'));
+    expect(lines).toHaveLength(1);
+    expect((await jobs()).map((j) => j.jobname)).toEqual(['other.job', 'spectrum.process_pending']);
+    await cron`select cron.unschedule('other.job')`;
+    await apply('alpha');
+    expect(await jobs()).toHaveLength(2);
+  });
+
+  it("never takes over a job of the same name that runs another database; takes one whose database was dropped", async () => {
+    const before = await jobs();
+    const { result, lines } = await apply('beta');
+    expect(result).toBe('applied');
+    expect(lines).toHaveLength(2);
+    expect(await jobs()).toEqual(before);
+
+    await cron`drop database alpha`;
+    await apply('beta');
+    const after = await jobs();
+    expect(after.map((j) => j.jobid)).toEqual(before.map((j) => j.jobid));
+    expect(after.map((j) => j.database)).toEqual(['beta', 'beta']);
+  });
+});
+
+describe('maintenance, with pg_cron in the same database', () => {
+  let cluster: Awaited<ReturnType<typeof privateCluster>>;
+  let sql: Sql;
+
+  beforeAll(async () => {
+    cluster = await privateCluster({ cronDatabase: 'pipeline' });
+    const admin = connect(cluster.url('postgres'), { max: 1 });
+    await admin`create database pipeline`;
+    await admin.end();
+    await migrateWithPlan(cluster.url('pipeline'));
+    sql = connect(cluster.url('pipeline'), { max: 1 });
+  });
+  afterAll(async () => {
+    await sql?.end();
+    cluster?.stop();
+  });
+
+  it('prunes cron.job_run_details older than p_cron_history', async () => {
+    await sql`
+      insert into cron.job_run_details (jobid, job_pid, database, username, command, status, return_message, start_time, end_time)
+      select 1, 1, 'pipeline', 'postgres', 'CALL spectrum.process_pending()', 'succeeded', 'CALL', t, t + interval '1 second'
+        from unnest(array[now() - interval '30 days', now() - interval '8 days', now() - interval '2 days', now() - interval '1 hour']) t`;
+    await sql`call spectrum.maintenance()`;
+    const [run] = await sql`select cron_details_deleted::int, note from spectrum.maintenance_runs order by run_id desc limit 1`;
+    expect(run).toEqual({ cron_details_deleted: 2, note: null });
+    await sql`call spectrum.maintenance(p_cron_history => '1 day')`;
+    const [left] = await sql`select count(*)::int as n from cron.job_run_details`;
+    expect(left!.n).toBe(1);
+  });
+});
+
+describe('the pg_cron tick', () => {
+  let db: TestDb;
+  let cron: Sql;
+  let jobname: string;
+
+  beforeAll(async () => {
+    db = await testDatabase('tick');
+    cron = connect(db.adminUrl, { max: 1 });
+    await ensureCron(cron);
+    jobname = `spectrum.tick_test_${db.name}`;
+  });
+  afterAll(async () => {
+    if (cron) {
+      await cron`select cron.unschedule(jobid) from cron.job where jobname = ${jobname}`;
+      await cron.end();
+    }
+    await db?.drop();
+  });
+
+  it('runs CALL spectrum.process_pending() on a one-minute schedule', async () => {
+    const ids = await insertEvents(db.sql, [
+      { event_type: 'tick', account_id: '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10' },
+      { event_type: 'tick', account_id: 'not-a-uuid' },
+    ]);
+    const [{ jobid }] = (await cron`
+      select cron.schedule_in_database(${jobname}, '* * * * *', 'CALL spectrum.process_pending()', ${db.name}) as jobid`) as never as [
+      { jobid: string },
+    ];
+    const deadline = Date.now() + 150_000;
+    let state = { pending: ids.length, succeeded: 0 };
+    while (Date.now() < deadline) {
+      const [raw] = await db.sql`select count(*) filter (where status = 'pending')::int as pending from spectrum.raw_events`;
+      const [runs] = await cron`select count(*) filter (where status = 'succeeded')::int as succeeded from cron.job_run_details where jobid = ${jobid}`;
+      state = { pending: raw!.pending, succeeded: runs!.succeeded };
+      if (state.pending === 0 && state.succeeded > 0) break;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    expect(state).toEqual({ pending: 0, succeeded: expect.any(Number) });
+    expect(state.succeeded).toBeGreaterThan(0);
+    const statuses = await db.sql`select status from spectrum.raw_events order by id`;
+    expect(statuses.map((s) => s.status)).toEqual(['done', 'failed']);
+    const [run] = await db.sql`select finished_at is not null as finished, done::int, failed::int from spectrum.pipeline_runs order by run_id limit 1`;
+    expect(run).toEqual({ finished: true, done: 1, failed: 1 });
+  }, 180_000);
+});
