@@ -10,7 +10,8 @@
  *
  * The row trigger does not update the counter row itself: updating one row thousands of times
  * in one transaction grows its version chain and gets slower with every row (quadratic). It
- * adds to a transaction-local setting instead, and the statement trigger writes the sum once.
+ * adds to a transaction-local setting instead (zeroed before each UPDATE statement, so a value
+ * a session set by hand counts for nothing), and the statement trigger writes the sum once.
  * DELETE counts its done rows from the transition table, once per statement.
  *
  * Not counted: a row set from pending straight to done by hand (indistinguishable from the
@@ -32,7 +33,10 @@ begin
     return null;
   end if;
 
-  if tg_op = 'UPDATE' then
+  if tg_op = 'UPDATE' and tg_when = 'BEFORE' then
+    -- Start from 0 whatever the session set, so the flush writes only this statement's rows.
+    perform pg_catalog.set_config('spectrum.done_delta', '0', true);
+  elsif tg_op = 'UPDATE' then
     v_delta := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0);
     if v_delta <> 0 then
       update spectrum.status_totals set events = events + v_delta where status = 'done';
@@ -59,6 +63,11 @@ create or replace trigger raw_events_done_changed
   when ((old.status = 'done') <> (new.status = 'done') and old.status <> 'pending')
   execute function spectrum.status_totals_track();
 
+create or replace trigger raw_events_done_reset
+  before update on spectrum.raw_events
+  for each statement
+  execute function spectrum.status_totals_track();
+
 create or replace trigger raw_events_done_flush
   after update on spectrum.raw_events
   for each statement
@@ -77,6 +86,8 @@ create or replace trigger raw_events_done_truncated
 
 comment on trigger raw_events_done_changed on spectrum.raw_events is
   'Counts rows leaving done (or entering it from failed/processing) for spectrum.status_totals; never fires for the pipeline''s own pending -> done update.';
+comment on trigger raw_events_done_reset on spectrum.raw_events is
+  'Zeroes the statement''s done-count change before its rows are counted.';
 comment on trigger raw_events_done_flush on spectrum.raw_events is
   'Writes the done-count change of the statement to spectrum.status_totals once.';
 comment on trigger raw_events_done_deleted on spectrum.raw_events is

@@ -173,6 +173,11 @@ describe('spectrum.reprocess', () => {
   it('is callable by name by the operator role, which cannot update raw_events itself', async () => {
     const [r] = await operator`select spectrum.reprocess(status => 'failed') as n`;
     expect(Number(r!.n)).toBeGreaterThan(0);
+    // The counter's running sum cannot be seeded from the session.
+    await operator`set spectrum.done_delta = '1000'`;
+    const [one] = await operator`select spectrum.reprocess(ids => array[${good[5]!}]::uuid[]) as n`;
+    expect(Number(one!.n)).toBe(1);
+    await counterIsExact();
     const denied = await operator`update spectrum.raw_events set status = 'pending'`.catch((e) => e);
     expect(denied.code).toBe('42501');
     await runPipeline(db.sql);
@@ -249,6 +254,7 @@ describe('the done counter behind pipeline_status', () => {
     );
     expect(pipeline.raw_events_done_changed).toBeUndefined();
     expect(pipeline.raw_events_done_flush).toBe(1);
+    expect(pipeline.raw_events_done_reset).toBe(1);
     await runPipeline(db.sql);
     const manual = await triggersOf(`update spectrum.raw_events set status = 'failed' where status = 'done'`);
     expect(manual.raw_events_done_changed).toBe(50);
