@@ -73,7 +73,8 @@ export async function provisionServer(): Promise<TestServer> {
 /** A cluster of the test's own, for tests that kill backends or restart the server. */
 export async function privateCluster(opts: { cronDatabase?: string; preloadCron?: boolean } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'spectrum-private-'));
-  const extraConf = ['fsync = off', 'synchronous_commit = off'];
+  // Not synchronous_commit = off: a crash restart would lose commits still in WAL buffers.
+  const extraConf = ['fsync = off'];
   if (opts.preloadCron === false) extraConf.push(`shared_preload_libraries = ''`);
   const cluster = await startCluster({ dataDir, port: await freePort(), cronDatabase: opts.cronDatabase ?? 'postgres', extraConf });
   return {
