@@ -101,7 +101,7 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
   const changed = [...stale.map(rel), ...(current !== onDiskPlan ? ['migrations/current.sql'] : [])];
   if (problems.length)
     console.log(`spec changes accepted (${problems.map((p) => p.field).join(', ')}): the hand-written SQL at the top of migrations/current.sql runs first`);
-  console.log(changed.length ? `wrote ${changed.join(', ')}` : 'nothing to do: everything is up to date');
+  console.log(changed.length ? `wrote ${changed.join(', ')}` : 'nothing to write: sql/ and migrations/current.sql are up to date');
   if (current) console.log('migrations/current.sql has uncommitted changes: review it, then `graphile-migrate commit`.');
   return 0;
 }

@@ -77,7 +77,7 @@ describe('npm run build in a copy of the project', () => {
     expect(copy.build().stdout).toContain('wrote migrations/current.sql');
     const plan = copy.read('migrations/current.sql');
     expect(plan.match(/^-- spectrum:object \S+/gm)).toEqual(['-- spectrum:object 220_pipeline_status.sql']);
-    expect(copy.build().stdout).toContain('nothing to do');
+    expect(copy.build().stdout).toContain('nothing to write');
     const uncommitted = copy.build('--check');
     expect(uncommitted.status).toBe(1);
     expect(uncommitted.stderr).toContain('graphile-migrate commit');
@@ -96,7 +96,7 @@ describe('npm run build in a copy of the project', () => {
     const plan = copy.read('migrations/current.sql');
     expect(plan).toContain(hand);
     expect(plan.indexOf(hand)).toBeLessThan(plan.indexOf('-- spectrum:object 220_pipeline_status.sql'));
-    expect(copy.build().stdout).toContain('nothing to do');
+    expect(copy.build().stdout).toContain('nothing to write');
     expect(copy.read('migrations/current.sql')).toBe(plan);
   });
 

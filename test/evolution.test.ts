@@ -107,7 +107,7 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
     const commit = await copy.commit('amount and plan');
     expect(commit.status, commit.stderr).toBe(0);
     expect(copy.read('migrations/current.sql').trim()).toBe('');
-    expect(copy.build().stdout).toContain('nothing to do');
+    expect(copy.build().stdout).toContain('nothing to write');
     expect(copy.build('--check').status).toBe(0);
   });
 

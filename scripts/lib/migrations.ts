@@ -157,17 +157,20 @@ export function checkEvolution(deployed: SpecShape | null, next: SpecShape): Evo
     const table = TABLES[d.lands];
     if (!n) {
       const renamed = added.find((a) => a.type === d.type && a.lands === d.lands);
-      const sql = [`alter table ${table} drop column if exists ${d.name};`, `alter type ${TYPE} drop attribute if exists ${d.name};`];
-      if (renamed)
-        sql.push(
-          `-- or, if ${renamed.name} is ${d.name} renamed (keeps the data):`,
-          `do $$ begin`,
-          `  if exists (select from pg_catalog.pg_attribute where attrelid = '${table}'::regclass and attname = '${d.name}') then`,
-          `    alter table ${table} rename column ${d.name} to ${renamed.name};`,
-          `    alter type ${TYPE} rename attribute ${d.name} to ${renamed.name};`,
-          `  end if;`,
-          `end $$;`,
-        );
+      const drop = [`alter table ${table} drop column if exists ${d.name};`, `alter type ${TYPE} drop attribute if exists ${d.name};`];
+      const sql = renamed
+        ? [
+            `-- if ${renamed.name} is ${d.name} renamed (keeps the data):`,
+            `do $$ begin`,
+            `  if exists (select from pg_catalog.pg_attribute where attrelid = '${table}'::regclass and attname = '${d.name}') then`,
+            `    alter table ${table} rename column ${d.name} to ${renamed.name};`,
+            `    alter type ${TYPE} rename attribute ${d.name} to ${renamed.name};`,
+            `  end if;`,
+            `end $$;`,
+            `-- or, to drop ${d.name} and its data:`,
+            ...drop,
+          ]
+        : drop;
       problems.push({
         field: d.name,
         acceptable: true,
