@@ -26,19 +26,20 @@ create or replace procedure spectrum.maintenance(
 language plpgsql
 as $$
 declare
-  v_lock constant bigint := pg_catalog.hashtext('spectrum.maintenance');
+  v_lock constant bigint := pg_catalog.hashtext('spectrum.maintenance')::bigint;
   v_holder integer;
   v_run_id bigint;
   v_now timestamptz := clock_timestamp();
   v_created integer;
   v_cutoff timestamptz;
   v_bound uuid;
-  v_from uuid := '00000000-0000-0000-0000-000000000000';
+  v_from uuid := '00000000-0000-0000-0000-000000000000'::uuid;
   v_ids uuid[];
   v_n bigint;
   v_deleted bigint := 0;
   v_pruned bigint;
   v_note text;
+  v_cron oid;
 begin
   if p_months_ahead is null or p_months_ahead not between 0 and 120 then
     raise exception 'p_months_ahead must be from 0 to 120, got %', p_months_ahead
@@ -104,18 +105,19 @@ begin
   end loop;
 
   -- 3. Run history.
-  if not exists (select from pg_catalog.pg_namespace where nspname = 'cron')
-     or not pg_catalog.has_schema_privilege('cron', 'usage') then
+  select n.oid into v_cron from pg_catalog.pg_namespace n where n.nspname = 'cron';
+  if v_cron is null or not pg_catalog.has_schema_privilege(v_cron, 'usage') then
     v_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
               || coalesce(pg_catalog.current_setting('cron.database_name', true), '?')
               || '): prune it there';
     raise notice 'spectrum.maintenance: %', v_note;
-  elsif to_regclass('cron.job_run_details') is null
-        or not pg_catalog.has_table_privilege('cron.job_run_details', 'delete') then
+  elsif not coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('cron.job_run_details'), 'delete'), false) then
     v_note := 'no delete privilege on cron.job_run_details: not pruned';
     raise notice 'spectrum.maintenance: %', v_note;
   else
-    delete from cron.job_run_details where coalesce(end_time, start_time) < v_now - p_cron_history;
+    -- Dynamic: the table exists only in pg_cron's database.
+    execute format('delete from %s.job_run_details where coalesce(end_time, start_time) < $1', v_cron::regnamespace)
+      using v_now - p_cron_history;
     get diagnostics v_pruned = row_count;
   end if;
   delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
