@@ -9,13 +9,18 @@ import { GENERATED, ident, literal } from './sql.ts';
 
 const col = (f: FieldModel) => `${ident(f.name)} ${f.sqlType}`;
 
-function addColumns(table: string, cols: FieldModel[]): string {
-  return cols.map((f) => `alter table ${table} add column if not exists ${col(f)};\n`).join('');
+function addColumns(table: string, cols: FieldModel[], seen = false): string {
+  return cols.map((f) => `alter table ${table} add column if not exists ${col(f)};\n` + (seen ? `alter table ${table} add column if not exists ${ident(f.name + '_seen_at')} timestamptz;\n` : '')).join('');
 }
+const seenCols = (attrs: FieldModel[]) => attrs.map((f) => `  ${col(f)},\n  ${ident(f.name + '_seen_at')} timestamptz,\n`).join('');
 
-function comments(table: string, cols: FieldModel[]): string {
+function comments(table: string, cols: FieldModel[], seen = false): string {
   return cols
-    .map((f) => `comment on column ${table}.${ident(f.name)} is ${literal(`From payload ${f.label} (${f.type}).`)};\n`)
+    .map(
+      (f) =>
+        `comment on column ${table}.${ident(f.name)} is ${literal(`From payload ${f.label} (${f.type})${seen ? ': the value of the newest event that names it' : ''}.`)};\n` +
+        (seen ? `comment on column ${table}.${ident(f.name + '_seen_at')} is ${literal(`occurred_at of the event ${f.name} was taken from.`)};\n` : ''),
+    )
     .join('');
 }
 
@@ -27,11 +32,11 @@ create table if not exists ${t} (
   account_id uuid not null,
   first_seen_at timestamptz not null,
   last_seen_at timestamptz not null,
-${attrs.map((f) => `  ${col(f)},\n`).join('')}  constraint dim_accounts_pkey primary key (account_id)
+${seenCols(attrs)}  constraint dim_accounts_pkey primary key (account_id)
 );
-${addColumns(t, attrs)}
+${addColumns(t, attrs, true)}
 comment on table ${t} is 'One row per account_id seen in a processed event, with the occurred_at range it was seen in.';
-${comments(t, attrs)}`;
+${comments(t, attrs, true)}`;
 }
 
 export function emitDimUsers(m: Model): string {
@@ -43,12 +48,12 @@ create table if not exists ${t} (
   user_id text not null,
   first_seen_at timestamptz not null,
   last_seen_at timestamptz not null,
-${attrs.map((f) => `  ${col(f)},\n`).join('')}  constraint dim_users_pkey primary key (account_id, user_id),
+${seenCols(attrs)}  constraint dim_users_pkey primary key (account_id, user_id),
   constraint dim_users_account_fkey foreign key (account_id) references spectrum.dim_accounts (account_id)
 );
-${addColumns(t, attrs)}
+${addColumns(t, attrs, true)}
 comment on table ${t} is 'One row per (account_id, user_id) seen in a processed event, with the occurred_at range it was seen in.';
-${comments(t, attrs)}`;
+${comments(t, attrs, true)}`;
 }
 
 export function emitDimGeography(m: Model): string {

@@ -103,6 +103,9 @@ export function buildModel(spec: EventSpec): Model {
     if (typeof f.name !== 'string' || !NAME.test(f.name)) fail(where, 'name must be lowercase snake_case (a-z, 0-9, _)');
     else if (Buffer.byteLength(f.name) > 63) fail(where, 'name is longer than 63 bytes');
     else if (RESERVED.has(f.name)) fail(where, `name "${f.name}" is reserved for the generated tables: choose another`);
+    else if (f.name.endsWith('_seen_at')) fail(where, `names ending in _seen_at are reserved (a dimension attribute x gets a column x_seen_at): choose another`);
+    else if (Buffer.byteLength(f.name) > 55 && (f.target === 'accounts' || f.target === 'users'))
+      fail(where, 'a dimension attribute name must leave room for its _seen_at column (55 bytes at most)');
     else if (SQL_KEYWORDS.has(f.name)) fail(where, `name "${f.name}" is an SQL keyword that every query would have to quote: choose another`);
     if (seen.has(f.name)) fail(where, `duplicate name: fields[${seen.get(f.name)}] has it already`);
     seen.set(f.name, i);
