@@ -56,15 +56,16 @@ export async function applySchedule(url: string, jobs: Job[] = readSchedule(), l
       log(`pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ${home.database}: jobs not scheduled`);
       return 'no-cron';
     }
-    const all = await cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string; live: boolean }[]>`
-      select j.jobid, j.jobname, j.schedule, j.command, j.database,
+    const all = await cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string; mine: boolean; live: boolean }[]>`
+      select j.jobid, j.jobname, j.schedule, j.command, j.database, j.username = current_user as mine,
              exists (select from pg_catalog.pg_database d where d.datname = j.database) as live
         from cron.job j
-       where j.jobname like 'spectrum.%' and j.username = current_user`;
+       where j.jobname like 'spectrum.%'`;
     const existing = all.filter((e) => e.database === target);
     for (const job of jobs) {
       const have = existing.find((e) => e.jobname === job.name);
-      const elsewhere = all.find((e) => e.jobname === job.name && e.database !== target);
+      // Only this user's jobs share the name space that schedule_in_database upserts into.
+      const elsewhere = all.find((e) => e.jobname === job.name && e.database !== target && e.mine);
       if (have && have.schedule === job.schedule && have.command === job.command) continue;
       if (have) {
         await cron`select cron.alter_job(${have.jobid}::bigint, schedule => ${job.schedule}, command => ${job.command})`;
