@@ -1,6 +1,7 @@
 /*
  * json_excerpt: a JSON value as it appears in error_msg: its JSON text, cut to 80
- * characters so that a 100 kB string does not flood an error message.
+ * characters so that a 100 kB string does not flood an error message. spectrum_operator runs
+ * it through spectrum.extract_event.
  */
 create or replace function spectrum.json_excerpt(p_value jsonb)
 returns text
@@ -14,3 +15,5 @@ as $$
 $$;
 
 comment on function spectrum.json_excerpt(jsonb) is 'The JSON text of p_value, cut to 80 characters, for error messages.';
+
+grant execute on function spectrum.json_excerpt(jsonb) to spectrum_operator;

@@ -2,6 +2,8 @@
 /*
  * extract_event: how one payload is interpreted, for an operator in psql.
  * The extraction SELECT is the same generated text that spectrum.process_claimed runs.
+ * Timestamps without an offset are UTC, as in the pipeline; the search_path is fixed so that
+ * no function or operator a caller put earlier in theirs can change the interpretation.
  */
 
 create or replace function spectrum.extract_event(
@@ -12,13 +14,12 @@ create or replace function spectrum.extract_event(
 returns spectrum.extracted_event
 language plpgsql
 volatile
+set timezone = 'UTC'
+set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_timezone text := current_setting('timezone');
   v_row spectrum.extracted_event;
 begin
-  -- Timestamps without an offset are UTC, as in the pipeline.
-  perform pg_catalog.set_config('timezone', 'UTC', true);
   select
     raw_id,
     received_at,
@@ -103,52 +104,84 @@ begin
       j_city,
       j_properties,
       case when j_event_id is null then raw_id
-        when jsonb_typeof(j_event_id) <> 'string' then null
-        when length((j_event_id #>> '{}')) = 36 and (j_event_id #>> '{}') like '________-____-____-____-____________'
-             and translate((j_event_id #>> '{}'), '0123456789abcdefABCDEF-', '') = '' then (j_event_id #>> '{}')::uuid
-        else spectrum.try_uuid((j_event_id #>> '{}')) end as v_event_id,
-      case when jsonb_typeof(j_event_type) = 'string' then (j_event_type #>> '{}') end as v_event_type,
-      case when jsonb_typeof(j_account_id) <> 'string' then null
-        when length((j_account_id #>> '{}')) = 36 and (j_account_id #>> '{}') like '________-____-____-____-____________'
-             and translate((j_account_id #>> '{}'), '0123456789abcdefABCDEF-', '') = '' then (j_account_id #>> '{}')::uuid
-        else spectrum.try_uuid((j_account_id #>> '{}')) end as v_account_id,
-      case when jsonb_typeof(j_user_id) = 'string' then (j_user_id #>> '{}') when jsonb_typeof(j_user_id) = 'number' then (j_user_id #>> '{}') end as v_user_id,
+        when length(s_event_id) = 36 and s_event_id like '________-____-____-____-____________'
+             and translate(s_event_id, '0123456789abcdefABCDEF', '') = '----' then s_event_id::uuid
+        when length(s_event_id) between 32 and 41 then spectrum.try_uuid(s_event_id) end as v_event_id,
+      s_event_type as v_event_type,
+      case when length(s_account_id) = 36 and s_account_id like '________-____-____-____-____________'
+             and translate(s_account_id, '0123456789abcdefABCDEF', '') = '----' then s_account_id::uuid
+        when length(s_account_id) between 32 and 41 then spectrum.try_uuid(s_account_id) end as v_account_id,
+      s_user_id as v_user_id,
       case when j_occurred_at is null then received_at
-        when jsonb_typeof(j_occurred_at) <> 'string' then null
-        when (translate((j_occurred_at #>> '{}'), '0123456789', '0000000000') in ('0000-00-00T00:00:00', '0000-00-00T00:00:00Z', '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.000Z', '0000-00-00T00:00:00.000000', '0000-00-00T00:00:00.000000Z')
-              or (translate((j_occurred_at #>> '{}'), '0123456789', '0000000000') in ('0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00.000+00:00', '0000-00-00T00:00:00.000000+00:00') and substr((j_occurred_at #>> '{}'), length((j_occurred_at #>> '{}')) - 4, 2) < '16'))
-             and left((j_occurred_at #>> '{}'), 4) > '0000' and substr((j_occurred_at #>> '{}'), 6, 2) between '01' and '12' and substr((j_occurred_at #>> '{}'), 9, 2) between '01' and '28'
-             and substr((j_occurred_at #>> '{}'), 12, 2) < '24' and substr((j_occurred_at #>> '{}'), 15, 2) < '60' and substr((j_occurred_at #>> '{}'), 18, 2) < '60' then (j_occurred_at #>> '{}')::timestamptz
-        else spectrum.try_timestamptz((j_occurred_at #>> '{}')) end as v_occurred_at,
-      nullif(btrim(case when jsonb_typeof(j_country) = 'string' then (j_country #>> '{}') end), '') as v_country,
-      nullif(btrim(case when jsonb_typeof(j_region) = 'string' then (j_region #>> '{}') end), '') as v_region,
-      nullif(btrim(case when jsonb_typeof(j_city) = 'string' then (j_city #>> '{}') end), '') as v_city,
+        when (translate(s_occurred_at, '0123456789', '0000000000') in ('0000-00-00T00:00:00', '0000-00-00T00:00:00Z', '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.000Z', '0000-00-00T00:00:00.000000', '0000-00-00T00:00:00.000000Z')
+              or (translate(s_occurred_at, '0123456789', '0000000000') in ('0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00-00:00', '0000-00-00T00:00:00.000+00:00', '0000-00-00T00:00:00.000-00:00', '0000-00-00T00:00:00.000000+00:00', '0000-00-00T00:00:00.000000-00:00')
+                  and substr(s_occurred_at, length(s_occurred_at) - 4, 2) < '16' and right(s_occurred_at, 2) < '60'))
+             and left(s_occurred_at, 4) > '0000' and substr(s_occurred_at, 6, 2) between '01' and '12'
+             and (substr(s_occurred_at, 9, 2) between '01' and '28' or (substr(s_occurred_at, 9, 2) in ('29', '30') and substr(s_occurred_at, 6, 2) <> '02')
+                  or (substr(s_occurred_at, 9, 2) = '31' and substr(s_occurred_at, 6, 2) in ('01', '03', '05', '07', '08', '10', '12')))
+             and substr(s_occurred_at, 12, 2) < '24' and substr(s_occurred_at, 15, 2) < '60' and substr(s_occurred_at, 18, 2) < '60' then s_occurred_at::timestamptz
+        else spectrum.try_timestamptz(s_occurred_at) end as v_occurred_at,
+      nullif(btrim(s_country, E' \t\n\x0b\f\r'), '') as v_country,
+      nullif(btrim(s_region, E' \t\n\x0b\f\r'), '') as v_region,
+      nullif(btrim(s_city, E' \t\n\x0b\f\r'), '') as v_city,
       case when j_properties is null then '{}'::jsonb when jsonb_typeof(j_properties) = 'object' then j_properties end as v_properties
     from (
       select
         raw_id,
         received_at,
-        jsonb_typeof(payload) as payload_type,
-        pg_column_size(payload) as payload_bytes,
-        case when pg_column_size(payload) <= 1048576 then payload -> 'geo' end as p_geo,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_id', 'null'::jsonb) end as j_event_id,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_type', 'null'::jsonb) end as j_event_type,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'account_id', 'null'::jsonb) end as j_account_id,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'user_id', 'null'::jsonb) end as j_user_id,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'timestamp', 'null'::jsonb) end as j_occurred_at,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'country', 'null'::jsonb) end as j_country,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'region', 'null'::jsonb) end as j_region,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'city', 'null'::jsonb) end as j_city,
-        case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'properties', 'null'::jsonb) end as j_properties
-      from (select p_raw_id as raw_id, p_received_at as received_at, p_payload as payload) source
-    ) l1
+        payload_type,
+        payload_bytes,
+        p_geo,
+        j_event_id,
+        j_event_type,
+        j_account_id,
+        j_user_id,
+        j_occurred_at,
+        j_country,
+        j_region,
+        j_city,
+        j_properties,
+        case when jsonb_typeof(j_event_id) = 'string' then j_event_id #>> '{}' end as s_event_id,
+        case when jsonb_typeof(j_event_type) = 'string' then j_event_type #>> '{}' end as s_event_type,
+        case when jsonb_typeof(j_account_id) = 'string' then j_account_id #>> '{}' end as s_account_id,
+        case when jsonb_typeof(j_user_id) in ('string', 'number') then j_user_id #>> '{}' end as s_user_id,
+        case when jsonb_typeof(j_occurred_at) = 'string' then j_occurred_at #>> '{}' end as s_occurred_at,
+        case when jsonb_typeof(j_country) = 'string' then j_country #>> '{}' end as s_country,
+        case when jsonb_typeof(j_region) = 'string' then j_region #>> '{}' end as s_region,
+        case when jsonb_typeof(j_city) = 'string' then j_city #>> '{}' end as s_city
+      from (
+        select
+          raw_id,
+          received_at,
+          jsonb_typeof(payload) as payload_type,
+          pg_column_size(payload) as payload_bytes,
+          case when pg_column_size(payload) <= 1048576 then payload -> 'geo' end as p_geo,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_id', 'null'::jsonb) end as j_event_id,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_type', 'null'::jsonb) end as j_event_type,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'account_id', 'null'::jsonb) end as j_account_id,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'user_id', 'null'::jsonb) end as j_user_id,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'timestamp', 'null'::jsonb) end as j_occurred_at,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'country', 'null'::jsonb) end as j_country,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'region', 'null'::jsonb) end as j_region,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'city', 'null'::jsonb) end as j_city,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'properties', 'null'::jsonb) end as j_properties
+        from (
+          select raw_id, received_at, payload #> '{}'::text[] as payload
+            from (select p_raw_id as raw_id, p_received_at as received_at, p_payload as payload) source
+           offset 0
+        ) l0
+        offset 0
+      ) l1
+      offset 0
+    ) l2
     offset 0
-  ) l2
+  ) l3
   into v_row;
-  perform pg_catalog.set_config('timezone', v_timezone, true);
   return v_row;
 end
 $$;
 
 comment on function spectrum.extract_event(jsonb, timestamptz, uuid) is
   'Shows how one payload is interpreted: the typed fields, or the error_msg process_pending would record. p_received_at (default now()) anchors the accepted time window; p_raw_id stands in for the raw row id.';
+
+grant execute on function spectrum.extract_event(jsonb, timestamptz, uuid) to spectrum_operator;

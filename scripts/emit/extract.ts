@@ -3,43 +3,63 @@
  * extracted_event rows without ever raising. Cheap shape tests guard the plain casts; only
  * values that fail the shape test go through the exception-wrapped spectrum.try_* casts.
  * The same text is embedded in spectrum.extract_event and spectrum.process_claimed.
+ *
+ * Each level is a subquery fenced by `offset 0`, so that a value is computed once per row and
+ * not once per reference: l0 detoasts the payload (a compressed payload would otherwise be
+ * decompressed by every `->`, which let a 1 MB payload of 80 MB JSON take gigabytes of
+ * memory), l1 picks the JSON values, l2 their text, l3 the typed values.
  */
 import type { FieldModel, Model } from '../spec/model.ts';
 import { GENERATED, ident, indent, jsonPath, literal } from './sql.ts';
 
 const j = (f: FieldModel) => ident(`j_${f.name}`);
+const s = (f: FieldModel) => ident(`s_${f.name}`);
 const v = (f: FieldModel) => ident(`v_${f.name}`);
 const parentCol = (p: string[]) => ident(`p_${p.join('_')}`);
-const str = (x: string) => `(${x} #>> '{}')`;
+const hasText = (f: FieldModel) => f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';
 
-const TS_SHAPES = ['', '.000', '.000000'].flatMap((frac) => ['', 'Z'].map((z) => `0000-00-00T00:00:00${frac}${z}`));
-const TS_OFFSET_SHAPES = ['', '.000', '.000000'].map((frac) => `0000-00-00T00:00:00${frac}+00:00`);
+const TS_FRACS = ['', '.000', '.000000'];
+const TS_SHAPES = TS_FRACS.flatMap((frac) => ['', 'Z'].map((z) => `0000-00-00T00:00:00${frac}${z}`));
+const TS_OFFSET_SHAPES = TS_FRACS.flatMap((frac) => ['+', '-'].map((sign) => `0000-00-00T00:00:00${frac}${sign}00:00`));
+const MONTHS_31 = ['01', '03', '05', '07', '08', '10', '12'];
+/** What `trim: true` strips: ASCII whitespace (btrim alone strips only spaces). */
+const WHITESPACE = `E' \\t\\n\\x0b\\f\\r'`;
+
+/** The text of a JSON string (or number, for text fields that accept numbers); else null. */
+function textOf(f: FieldModel): string {
+  const types = f.type === 'text' && f.acceptNumbers ? `in ('string', 'number')` : `= 'string'`;
+  return `case when jsonb_typeof(${j(f)}) ${types} then ${j(f)} #>> '{}' end`;
+}
+
+/** A plain-cast-safe ISO-8601 timestamp: every digit in place and every field in range. */
+function timestampShape(x: string): string {
+  const sub = (from: number, len = 2) => `substr(${x}, ${from}, ${len})`;
+  const shape = `translate(${x}, '0123456789', '0000000000')`;
+  return `(${shape} in (${TS_SHAPES.map(literal).join(', ')})
+        or (${shape} in (${TS_OFFSET_SHAPES.map(literal).join(', ')})
+            and substr(${x}, length(${x}) - 4, 2) < '16' and right(${x}, 2) < '60'))
+       and left(${x}, 4) > '0000' and ${sub(6)} between '01' and '12'
+       and (${sub(9)} between '01' and '28' or (${sub(9)} in ('29', '30') and ${sub(6)} <> '02')
+            or (${sub(9)} = '31' and ${sub(6)} in (${MONTHS_31.map(literal).join(', ')})))
+       and ${sub(12)} < '24' and ${sub(15)} < '60' and ${sub(18)} < '60'`;
+}
 
 function typedValue(f: FieldModel): string {
   const x = j(f);
-  const s = str(x);
   switch (f.type) {
-    case 'text': {
-      const num = f.acceptNumbers ? ` when jsonb_typeof(${x}) = 'number' then ${s}` : '';
-      const base = `case when jsonb_typeof(${x}) = 'string' then ${s}${num} end`;
-      return f.trim ? `nullif(btrim(${base}), '')` : base;
-    }
+    case 'text':
+      return f.trim ? `nullif(btrim(${s(f)}, ${WHITESPACE}), '')` : s(f);
     case 'uuid': {
       const dflt = f.default === 'raw_id' ? `when ${x} is null then raw_id\n  ` : '';
-      return `case ${dflt}when jsonb_typeof(${x}) <> 'string' then null
-  when length(${s}) = 36 and ${s} like '________-____-____-____-____________'
-       and translate(${s}, '0123456789abcdefABCDEF-', '') = '' then ${s}::uuid
-  else spectrum.try_uuid(${s}) end`;
+      // uuid_in takes 32 hex digits, a hyphen after any group of four, and braces: 32 to 41 characters.
+      return `case ${dflt}when length(${s(f)}) = 36 and ${s(f)} like '________-____-____-____-____________'
+       and translate(${s(f)}, '0123456789abcdefABCDEF', '') = '----' then ${s(f)}::uuid
+  when length(${s(f)}) between 32 and 41 then spectrum.try_uuid(${s(f)}) end`;
     }
     case 'timestamptz': {
       const dflt = f.default === 'received_at' ? `when ${x} is null then received_at\n  ` : '';
-      const shape = `translate(${s}, '0123456789', '0000000000')`;
-      return `case ${dflt}when jsonb_typeof(${x}) <> 'string' then null
-  when (${shape} in (${TS_SHAPES.map(literal).join(', ')})
-        or (${shape} in (${TS_OFFSET_SHAPES.map(literal).join(', ')}) and substr(${s}, length(${s}) - 4, 2) < '16'))
-       and left(${s}, 4) > '0000' and substr(${s}, 6, 2) between '01' and '12' and substr(${s}, 9, 2) between '01' and '28'
-       and substr(${s}, 12, 2) < '24' and substr(${s}, 15, 2) < '60' and substr(${s}, 18, 2) < '60' then ${s}::timestamptz
-  else spectrum.try_timestamptz(${s}) end`;
+      return `case ${dflt}when ${timestampShape(s(f))} then ${s(f)}::timestamptz
+  else spectrum.try_timestamptz(${s(f)}) end`;
     }
     case 'integer':
     case 'bigint': {
@@ -99,30 +119,37 @@ function fieldError(f: FieldModel, m: Model): string {
   return `case\n    ${arms.join('\n    ')}\n  end`;
 }
 
+/** One fenced level: `offset 0` keeps the planner from pulling it up and recomputing its columns per reference. */
+const level = (cols: string[], from: string, alias: string) => `select
+${indent(cols.join(',\n'))}
+from (
+${indent(from)}
+) ${alias}
+offset 0`;
+
 /**
  * The extraction SELECT over `source`, a relation with columns raw_id, received_at, payload.
  * Output columns follow spectrum.extracted_event: raw_id, received_at, error_msg, geo_id, fields.
+ * The payload size is that of the uncompressed jsonb, so extract_event (given the value) and
+ * the pipeline (reading it from a possibly compressed row) measure the same number.
  */
 export function extractSelect(m: Model, source: string): string {
   const max = m.spec.limits.maxPayloadBytes;
   const geo = m.dims.geography;
+  const texts = m.fields.filter(hasText);
+  const guarded = (expr: string) => `case when pg_column_size(payload) <= ${max} then ${expr} end`;
+  const l0 = `select raw_id, received_at, payload #> '{}'::text[] as payload\n  from ${source}\n offset 0`;
   const l1 = [
     'raw_id',
     'received_at',
     'jsonb_typeof(payload) as payload_type',
     'pg_column_size(payload) as payload_bytes',
-    ...m.parents.map((p) => `case when pg_column_size(payload) <= ${max} then ${jsonPath('payload', p)} end as ${parentCol(p)}`),
-    ...m.fields.map((f) => `case when pg_column_size(payload) <= ${max} then nullif(${jsonPath('payload', f.path)}, 'null'::jsonb) end as ${j(f)}`),
+    ...m.parents.map((p) => `${guarded(jsonPath('payload', p))} as ${parentCol(p)}`),
+    ...m.fields.map((f) => `${guarded(`nullif(${jsonPath('payload', f.path)}, 'null'::jsonb)`)} as ${j(f)}`),
   ];
-  const l2 = [
-    'raw_id',
-    'received_at',
-    'payload_type',
-    'payload_bytes',
-    ...m.parents.map(parentCol),
-    ...m.fields.map(j),
-    ...m.fields.map((f) => `${typedValue(f)} as ${v(f)}`),
-  ];
+  const carried = ['raw_id', 'received_at', 'payload_type', 'payload_bytes', ...m.parents.map(parentCol), ...m.fields.map(j)];
+  const l2 = [...carried, ...texts.map((f) => `${textOf(f)} as ${s(f)}`)];
+  const l3 = [...carried, ...m.fields.map((f) => `${typedValue(f)} as ${v(f)}`)];
   const errors = [
     ...m.parents.map(
       (p) =>
@@ -142,22 +169,16 @@ ${indent(errors.join(',\n'), 6)}
     then md5(jsonb_build_array(${geo.map(v).join(', ')})::text)::uuid end`
     : 'null::uuid';
   const out = ['raw_id', 'received_at', `${errorMsg} as error_msg`, `${geoId} as geo_id`, ...m.fields.map((f) => `${v(f)} as ${ident(f.name)}`)];
+  const nested = level(l3, level(l2, level(l1, l0, 'l0'), 'l1'), 'l2');
   return `select
 ${indent(out.join(',\n'))}
 from (
-  select
-${indent(l2.join(',\n'), 4)}
-  from (
-    select
-${indent(l1.join(',\n'), 6)}
-    from ${source}
-  ) l1
-  offset 0
-) l2`;
+${indent(nested)}
+) l3`;
 }
 
 export function emitExtractEvent(m: Model): string {
-  return `${GENERATED('extract_event: how one payload is interpreted, for an operator in psql.\nThe extraction SELECT is the same generated text that spectrum.process_claimed runs.')}
+  return `${GENERATED('extract_event: how one payload is interpreted, for an operator in psql.\nThe extraction SELECT is the same generated text that spectrum.process_claimed runs.\nTimestamps without an offset are UTC, as in the pipeline; the search_path is fixed so that\nno function or operator a caller put earlier in theirs can change the interpretation.')}
 create or replace function spectrum.extract_event(
   p_payload jsonb,
   p_received_at timestamptz default now(),
@@ -166,21 +187,21 @@ create or replace function spectrum.extract_event(
 returns spectrum.extracted_event
 language plpgsql
 volatile
+set timezone = 'UTC'
+set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_timezone text := current_setting('timezone');
   v_row spectrum.extracted_event;
 begin
-  -- Timestamps without an offset are UTC, as in the pipeline.
-  perform pg_catalog.set_config('timezone', 'UTC', true);
 ${indent(extractSelect(m, '(select p_raw_id as raw_id, p_received_at as received_at, p_payload as payload) source'), 2)}
   into v_row;
-  perform pg_catalog.set_config('timezone', v_timezone, true);
   return v_row;
 end
 $$;
 
 comment on function spectrum.extract_event(jsonb, timestamptz, uuid) is
   'Shows how one payload is interpreted: the typed fields, or the error_msg process_pending would record. p_received_at (default now()) anchors the accepted time window; p_raw_id stands in for the raw row id.';
+
+grant execute on function spectrum.extract_event(jsonb, timestamptz, uuid) to spectrum_operator;
 `;
 }
