@@ -20,4 +20,5 @@ $$;
 
 comment on function spectrum.try_uuid(text) is 'p_text as a uuid, or null when it is not one.';
 
+revoke all on function spectrum.try_uuid(text) from public;
 grant execute on function spectrum.try_uuid(text) to spectrum_operator;

@@ -25,4 +25,5 @@ $$;
 
 comment on function spectrum.try_timestamptz(text) is 'p_text as a timestamptz when it is an ISO-8601 date or timestamp, else null.';
 
+revoke all on function spectrum.try_timestamptz(text) from public;
 grant execute on function spectrum.try_timestamptz(text) to spectrum_operator;

@@ -202,6 +202,7 @@ $$;
 comment on function spectrum.extract_event(jsonb, timestamptz, uuid) is
   'Shows how one payload is interpreted: the typed fields, or the error_msg process_pending would record. p_received_at (default now()) anchors the accepted time window; p_raw_id stands in for the raw row id.';
 
+revoke all on function spectrum.extract_event(jsonb, timestamptz, uuid) from public;
 grant execute on function spectrum.extract_event(jsonb, timestamptz, uuid) to spectrum_operator;
 `;
 }
