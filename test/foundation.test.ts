@@ -90,7 +90,11 @@ describe('npm run migrate', () => {
       expect(await snapshot()).toEqual(first);
       const after = await target.sql`select count(*)::int as n from graphile_migrate.migrations`;
       expect(after[0]!.n).toBe(before[0]!.n);
+      expect(lines.filter((l) => /^scheduled /.test(l))).toHaveLength(2);
     } finally {
+      const admin = connect(target.adminUrl, { max: 1 });
+      await admin`select cron.unschedule(jobid) from cron.job where database = ${target.name}`;
+      await admin.end();
       await target.drop();
     }
   });

@@ -21,6 +21,9 @@ export default async function setup(project: TestProject) {
   const admin = connect(server.adminUrl, { max: 1 });
   await admin.unsafe(`drop database if exists ${template}`);
   await admin.unsafe(`create database ${template}`);
+  // pg_cron lives in the server's postgres database (cron.database_name): test databases
+  // are "pg_cron in another database of the cluster".
+  if (server.kind !== 'existing') await admin`create extension if not exists pg_cron`;
   const templateUrl = withDatabase(server.adminUrl, template);
   await migrateForTests(templateUrl);
   await admin.end();
