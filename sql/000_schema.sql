@@ -1,7 +1,8 @@
 /*
  * The spectrum schema and its group roles. Roles are NOLOGIN: a DBA grants them to login
- * roles. Nothing in the schema is executable by PUBLIC: functions created here afterwards
- * get no PUBLIC EXECUTE, and each file grants what its role needs.
+ * roles. PUBLIC gets nothing: PostgreSQL grants EXECUTE on new functions to PUBLIC and that
+ * default cannot be revoked per schema, so each routine's file revokes it and grants what its
+ * role needs (test/security.test.ts checks every routine).
  */
 create schema if not exists spectrum;
 comment on schema spectrum is 'spectrum-pipeline: raw_events staging, dimensions, partitioned facts, and the processing that connects them.';
@@ -25,4 +26,3 @@ comment on role spectrum_definer is 'Owns the security definer routines; holds o
 
 revoke all on schema spectrum from public;
 grant usage on schema spectrum to spectrum_producer, spectrum_operator, spectrum_reader, spectrum_definer;
-alter default privileges in schema spectrum revoke execute on functions from public;

@@ -24,3 +24,5 @@ comment on function spectrum.uuid_v7(timestamptz) is
   'A version 7 (time-ordered) uuid for the instant p_at, with microsecond ordering; the default id of spectrum.raw_events.';
 
 grant execute on function spectrum.uuid_v7(timestamptz) to spectrum_producer, spectrum_operator, spectrum_definer;
+
+revoke all on function spectrum.uuid_v7(timestamptz) from public;

@@ -21,6 +21,7 @@ create or replace function spectrum.status_totals_track()
 returns trigger
 language plpgsql
 volatile
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_delta bigint;
@@ -94,3 +95,5 @@ comment on trigger raw_events_done_deleted on spectrum.raw_events is
   'Subtracts the deleted done rows from spectrum.status_totals.';
 comment on trigger raw_events_done_truncated on spectrum.raw_events is
   'Resets the done count of spectrum.status_totals to 0 on TRUNCATE.';
+
+revoke all on function spectrum.status_totals_track() from public;

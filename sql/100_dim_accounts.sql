@@ -12,3 +12,5 @@ create table if not exists spectrum.dim_accounts (
 );
 
 comment on table spectrum.dim_accounts is 'One row per account_id seen in a processed event, with the occurred_at range it was seen in.';
+
+grant select on spectrum.dim_accounts to spectrum_reader;

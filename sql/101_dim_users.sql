@@ -14,3 +14,5 @@ create table if not exists spectrum.dim_users (
 );
 
 comment on table spectrum.dim_users is 'One row per (account_id, user_id) seen in a processed event, with the occurred_at range it was seen in.';
+
+grant select on spectrum.dim_users to spectrum_reader;

@@ -18,6 +18,8 @@ alter table spectrum.dim_geography add column if not exists region text;
 alter table spectrum.dim_geography add column if not exists city text;
 
 comment on table spectrum.dim_geography is 'One row per distinct place; geo_id = md5 of the normalised attributes, so it is stable across sessions.';
+
+grant select on spectrum.dim_geography to spectrum_reader;
 comment on column spectrum.dim_geography.country is 'From payload geo.country (text).';
 comment on column spectrum.dim_geography.region is 'From payload geo.region (text).';
 comment on column spectrum.dim_geography.city is 'From payload geo.city (text).';

@@ -21,3 +21,5 @@ create table if not exists spectrum.fact_events (
 ) partition by range (occurred_at);
 
 comment on table spectrum.fact_events is 'One row per distinct event (event_id), reflecting its most recently received version; partitioned by month of occurred_at.';
+
+grant select on spectrum.fact_events to spectrum_reader;

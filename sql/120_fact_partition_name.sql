@@ -12,3 +12,5 @@ as $$
 $$;
 
 comment on function spectrum.fact_partition_name(timestamptz) is 'Name of the monthly partition of spectrum.fact_events that holds p_at (UTC months).';
+
+revoke all on function spectrum.fact_partition_name(timestamptz) from public;

@@ -6,6 +6,7 @@ create or replace function spectrum.missing_fact_partitions(p_months timestamptz
 returns timestamptz[]
 language sql
 stable
+set search_path = pg_catalog, pg_temp
 as $$
   select pg_catalog.array_agg(m order by m)
     from pg_catalog.unnest(p_months) m
@@ -17,3 +18,5 @@ as $$
 $$;
 
 comment on function spectrum.missing_fact_partitions(timestamptz[]) is 'The months among p_months without a fact_events partition, or null.';
+
+revoke all on function spectrum.missing_fact_partitions(timestamptz[]) from public;

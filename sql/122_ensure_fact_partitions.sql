@@ -11,6 +11,7 @@ returns integer
 language plpgsql
 volatile
 set timezone = 'UTC'
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_month timestamptz;
@@ -35,3 +36,5 @@ $$;
 
 comment on function spectrum.ensure_fact_partitions(timestamptz[]) is
   'Creates the missing monthly partitions of spectrum.fact_events for the months p_months; returns how many it created.';
+
+revoke all on function spectrum.ensure_fact_partitions(timestamptz[]) from public;

@@ -10,6 +10,7 @@ returns spectrum.batch_result
 language plpgsql
 volatile
 set timezone = 'UTC'
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
@@ -293,6 +294,8 @@ begin
   return v_result;
 end
 $fn$;
+
+revoke all on function spectrum.process_claimed(uuid[], timestamptz) from public;
 
 comment on function spectrum.process_claimed(uuid[], timestamptz) is
   'Internal: interprets the claimed raw_events rows p_ids in one set-based pass (dimensions, facts, statuses). Called by spectrum.process_pending.';

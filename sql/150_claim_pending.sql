@@ -9,6 +9,7 @@ create or replace function spectrum.claim_pending(p_limit integer, p_exclude uui
 returns uuid[]
 language sql
 volatile
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(pg_catalog.array_agg(id), '{}')
     from (select id
@@ -22,3 +23,5 @@ $$;
 
 comment on function spectrum.claim_pending(integer, uuid[]) is
   'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED), oldest first.';
+
+revoke all on function spectrum.claim_pending(integer, uuid[]) from public;

@@ -17,6 +17,7 @@ create or replace function spectrum.record_unexpected_error(
 returns spectrum.batch_result
 language plpgsql
 volatile
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
@@ -76,3 +77,5 @@ $$;
 
 comment on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz) is
   'Internal: after process_claimed raised, counts an attempt for the rows that caused it (all of them on contention) and fails rows past p_max_attempts.';
+
+revoke all on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz) from public;

@@ -22,6 +22,7 @@ declare
   v_last_batch interval := interval '0';
   v_ids uuid[];
   v_errored uuid[] := '{}';
+  v_errored_before uuid[];
   v_result spectrum.batch_result;
   v_state text;
   v_message text;
@@ -61,21 +62,23 @@ begin
     end if;
     v_batch_started := clock_timestamp();
 
+    v_errored_before := v_errored;
     v_ids := spectrum.claim_pending(p_batch_size, v_errored);
-    exit when cardinality(v_ids) = 0;
+    exit when pg_catalog.cardinality(v_ids) = 0;
 
     begin
       v_result := spectrum.process_claimed(v_ids, clock_timestamp());
     exception when others then
       get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
       v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts);
-      v_errored := v_errored || array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending');
+      v_errored := pg_catalog.array_cat(v_errored, array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending'));
     end;
 
     if v_result.missing_months is not null then
       -- Partition DDL never runs while this session holds row locks: undo the batch, create
       -- the partitions in a short transaction of their own, then claim again.
       rollback;
+      v_errored := v_errored_before;
       v_partition_rounds := v_partition_rounds + 1;
       if v_partition_rounds > 3 then
         raise exception 'fact partitions for % are still missing after creating them', v_result.missing_months
@@ -90,7 +93,7 @@ begin
 
     update spectrum.pipeline_runs
        set batches = batches + 1,
-           claimed = claimed + cardinality(v_ids),
+           claimed = claimed + pg_catalog.cardinality(v_ids),
            done = done + v_result.done,
            failed = failed + v_result.failed,
            retried = retried + v_result.retried,
@@ -116,3 +119,5 @@ $$;
 
 comment on procedure spectrum.process_pending(integer, interval, integer, integer) is
   'Processes pending raw_events in batches of p_batch_size (default 20000), each committed on its own, until none is pending or p_time_budget (default 3 minutes) would be exceeded. Safe to call concurrently. CALL it outside a transaction block.';
+
+revoke all on procedure spectrum.process_pending(integer, interval, integer, integer) from public;

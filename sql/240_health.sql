@@ -43,6 +43,7 @@ create or replace function spectrum.health(
 returns spectrum.health_report
 language plpgsql
 stable
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   r spectrum.health_report;
@@ -96,3 +97,5 @@ comment on function spectrum.health(interval, numeric, interval) is
   'One row for an alert to poll: ok, problems (stale backlog older than p_stale_after, failure rate of the last hour above p_max_failure_rate, a last run that did not finish within p_run_timeout), and the measures behind them.';
 
 grant execute on function spectrum.health(interval, numeric, interval) to spectrum_operator;
+
+revoke all on function spectrum.health(interval, numeric, interval) from public;

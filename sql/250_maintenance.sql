@@ -29,7 +29,7 @@ declare
   v_lock constant bigint := pg_catalog.hashtext('spectrum.maintenance')::bigint;
   v_holder integer;
   v_run_id bigint;
-  v_now timestamptz := clock_timestamp();
+  v_now timestamptz := pg_catalog.clock_timestamp();
   v_created integer;
   v_cutoff timestamptz;
   v_bound uuid;
@@ -99,7 +99,7 @@ begin
     delete from spectrum.raw_events where id = any (v_ids);
     get diagnostics v_n = row_count;
     v_deleted := v_deleted + v_n;
-    v_from := v_ids[cardinality(v_ids)];
+    v_from := v_ids[pg_catalog.cardinality(v_ids)];
     update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
     commit;
   end loop;
@@ -116,14 +116,14 @@ begin
     raise notice 'spectrum.maintenance: %', v_note;
   else
     -- Dynamic: the table exists only in pg_cron's database.
-    execute format('delete from %s.job_run_details where coalesce(end_time, start_time) < $1', v_cron::regnamespace)
+    execute pg_catalog.format('delete from %s.job_run_details where coalesce(end_time, start_time) < $1', v_cron::regnamespace)
       using v_now - p_cron_history;
     get diagnostics v_pruned = row_count;
   end if;
   delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
 
   update spectrum.maintenance_runs
-     set finished_at = clock_timestamp(), cron_details_deleted = v_pruned, note = v_note
+     set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned, note = v_note
    where run_id = v_run_id;
   commit;
   perform pg_catalog.pg_advisory_unlock(v_lock);

@@ -36,6 +36,8 @@ ${seenCols(attrs)}  constraint dim_accounts_pkey primary key (account_id)
 );
 ${addColumns(t, attrs, true)}
 comment on table ${t} is 'One row per account_id seen in a processed event, with the occurred_at range it was seen in.';
+
+grant select on ${t} to spectrum_reader;
 ${comments(t, attrs, true)}`;
 }
 
@@ -53,6 +55,8 @@ ${seenCols(attrs)}  constraint dim_users_pkey primary key (account_id, user_id),
 );
 ${addColumns(t, attrs, true)}
 comment on table ${t} is 'One row per (account_id, user_id) seen in a processed event, with the occurred_at range it was seen in.';
+
+grant select on ${t} to spectrum_reader;
 ${comments(t, attrs, true)}`;
 }
 
@@ -67,6 +71,8 @@ ${attrs.map((f) => `  ${col(f)},\n`).join('')}  constraint dim_geography_pkey pr
 );
 ${addColumns(t, attrs)}
 comment on table ${t} is 'One row per distinct place; geo_id = md5 of the normalised attributes, so it is stable across sessions.';
+
+grant select on ${t} to spectrum_reader;
 ${comments(t, attrs)}`;
 }
 
@@ -91,6 +97,8 @@ ${extras.map((f) => `  ${col(f)},\n`).join('')}  constraint fact_events_pkey pri
 ) partition by range (occurred_at);
 ${addColumns(t, extras)}
 comment on table ${t} is 'One row per distinct event (event_id), reflecting its most recently received version; partitioned by month of occurred_at.';
+
+grant select on ${t} to spectrum_reader;
 ${comments(t, extras)}`;
 }
 

@@ -16,9 +16,11 @@ import type { EventSpec } from './types.ts';
 
 export const eventSpec: EventSpec = {
   limits: {
-    // Largest payload (stored jsonb size, bytes) that is interpreted; larger ones fail.
+    // Largest payload (uncompressed jsonb size, bytes) that is interpreted; larger ones fail.
     maxPayloadBytes: 1_048_576,
     // Longest text accepted for any text field (event_type, user_id, dimension attributes).
+    // Keep it at or below ~220: dim_geography's unique key over all three places has a
+    // 2,704-byte cap (200 four-byte characters in each is tested).
     maxTextLength: 200,
   },
   // occurred_at must lie within [received_at - before, received_at + after].
