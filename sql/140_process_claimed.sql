@@ -47,144 +47,144 @@ begin
         when payload_type is distinct from 'object' then 'payload: is not a JSON object'
         when payload_bytes > 1048576 then 'payload: ' || payload_bytes || ' bytes exceeds limits.maxPayloadBytes (1048576)'
         else nullif(concat_ws('; ',
-          case when jsonb_typeof(p_geo) not in ('object', 'null') then 'geo: ' || spectrum.json_excerpt(p_geo) || ' is not an object' end,
+          case when jsonb_typeof(parent0) not in ('object', 'null') then 'geo: ' || spectrum.json_excerpt(parent0) || ' is not an object' end,
           case
-              when j_event_id is null then null
-              when v_event_id is null then 'event_id: ' || spectrum.json_excerpt(j_event_id) || ' is not a uuid'
+              when f0_json is null then null
+              when f0_value is null then 'event_id: ' || spectrum.json_excerpt(f0_json) || ' is not a uuid'
             end,
           case
-              when j_event_type is null then 'event_type: missing'
-              when jsonb_typeof(j_event_type) not in ('string') then 'event_type: ' || spectrum.json_excerpt(j_event_type) || ' is not a string'
-              when v_event_type is null then 'event_type: must not be empty'
-              when v_event_type = '' then 'event_type: must not be empty'
-              when length(v_event_type) > 200 then 'event_type: text of ' || length(v_event_type) || ' characters exceeds limits.maxTextLength (200)'
+              when f1_json is null then 'event_type: missing'
+              when jsonb_typeof(f1_json) not in ('string') then 'event_type: ' || spectrum.json_excerpt(f1_json) || ' is not a string'
+              when f1_value is null then 'event_type: must not be empty'
+              when f1_value = '' then 'event_type: must not be empty'
+              when length(f1_value) > 200 then 'event_type: text of ' || length(f1_value) || ' characters exceeds limits.maxTextLength (200)'
             end,
           case
-              when j_account_id is null then 'account_id: missing'
-              when v_account_id is null then 'account_id: ' || spectrum.json_excerpt(j_account_id) || ' is not a uuid'
+              when f2_json is null then 'account_id: missing'
+              when f2_value is null then 'account_id: ' || spectrum.json_excerpt(f2_json) || ' is not a uuid'
             end,
           case
-              when j_user_id is null then null
-              when jsonb_typeof(j_user_id) not in ('string', 'number') then 'user_id: ' || spectrum.json_excerpt(j_user_id) || ' is not a string or number'
-              when v_user_id = '' then 'user_id: must not be empty (leave it out instead)'
-              when length(v_user_id) > 200 then 'user_id: text of ' || length(v_user_id) || ' characters exceeds limits.maxTextLength (200)'
+              when f3_json is null then null
+              when jsonb_typeof(f3_json) not in ('string', 'number') then 'user_id: ' || spectrum.json_excerpt(f3_json) || ' is not a string or number'
+              when f3_value = '' then 'user_id: must not be empty (leave it out instead)'
+              when length(f3_value) > 200 then 'user_id: text of ' || length(f3_value) || ' characters exceeds limits.maxTextLength (200)'
             end,
           case
-              when j_occurred_at is null then null
-              when v_occurred_at is null then 'timestamp: ' || spectrum.json_excerpt(j_occurred_at) || ' is not an ISO-8601 timestamp'
-              when v_occurred_at < received_at - interval '5 years' or v_occurred_at > received_at + interval '1 day'
-              then 'timestamp: ' || spectrum.json_excerpt(j_occurred_at) || ' is outside the accepted window (5 years before to 1 day after received_at)'
+              when f4_json is null then null
+              when f4_value is null then 'timestamp: ' || spectrum.json_excerpt(f4_json) || ' is not an ISO-8601 timestamp'
+              when f4_value < received_at - interval '5 years' or f4_value > received_at + interval '1 day'
+              then 'timestamp: ' || spectrum.json_excerpt(f4_json) || ' is outside the accepted window (5 years before to 1 day after received_at)'
             end,
           case
-              when j_country is null then null
-              when jsonb_typeof(j_country) not in ('string') then 'geo.country: ' || spectrum.json_excerpt(j_country) || ' is not a string'
-              when length(v_country) > 200 then 'geo.country: text of ' || length(v_country) || ' characters exceeds limits.maxTextLength (200)'
+              when f5_json is null then null
+              when jsonb_typeof(f5_json) not in ('string') then 'geo.country: ' || spectrum.json_excerpt(f5_json) || ' is not a string'
+              when length(f5_value) > 200 then 'geo.country: text of ' || length(f5_value) || ' characters exceeds limits.maxTextLength (200)'
             end,
           case
-              when j_region is null then null
-              when jsonb_typeof(j_region) not in ('string') then 'geo.region: ' || spectrum.json_excerpt(j_region) || ' is not a string'
-              when length(v_region) > 200 then 'geo.region: text of ' || length(v_region) || ' characters exceeds limits.maxTextLength (200)'
+              when f6_json is null then null
+              when jsonb_typeof(f6_json) not in ('string') then 'geo.region: ' || spectrum.json_excerpt(f6_json) || ' is not a string'
+              when length(f6_value) > 200 then 'geo.region: text of ' || length(f6_value) || ' characters exceeds limits.maxTextLength (200)'
             end,
           case
-              when j_city is null then null
-              when jsonb_typeof(j_city) not in ('string') then 'geo.city: ' || spectrum.json_excerpt(j_city) || ' is not a string'
-              when length(v_city) > 200 then 'geo.city: text of ' || length(v_city) || ' characters exceeds limits.maxTextLength (200)'
+              when f7_json is null then null
+              when jsonb_typeof(f7_json) not in ('string') then 'geo.city: ' || spectrum.json_excerpt(f7_json) || ' is not a string'
+              when length(f7_value) > 200 then 'geo.city: text of ' || length(f7_value) || ' characters exceeds limits.maxTextLength (200)'
             end,
           case
-              when j_properties is null then null
-              when v_properties is null then 'properties: ' || spectrum.json_excerpt(j_properties) || ' is not an object'
+              when f8_json is null then null
+              when f8_value is null then 'properties: ' || spectrum.json_excerpt(f8_json) || ' is not an object'
             end
         ), '')
       end as error_msg,
-    case when coalesce(v_country, v_region, v_city) is not null
-        then md5(jsonb_build_array(v_country, v_region, v_city)::text)::uuid end as geo_id,
-    v_event_id as event_id,
-    v_event_type as event_type,
-    v_account_id as account_id,
-    v_user_id as user_id,
-    v_occurred_at as occurred_at,
-    v_country as country,
-    v_region as region,
-    v_city as city,
-    v_properties as properties
+    case when coalesce(f5_value, f6_value, f7_value) is not null
+        then md5(jsonb_build_array(f5_value, f6_value, f7_value)::text)::uuid end as geo_id,
+    f0_value as event_id,
+    f1_value as event_type,
+    f2_value as account_id,
+    f3_value as user_id,
+    f4_value as occurred_at,
+    f5_value as country,
+    f6_value as region,
+    f7_value as city,
+    f8_value as properties
   from (
     select
       raw_id,
       received_at,
       payload_type,
       payload_bytes,
-      p_geo,
-      j_event_id,
-      j_event_type,
-      j_account_id,
-      j_user_id,
-      j_occurred_at,
-      j_country,
-      j_region,
-      j_city,
-      j_properties,
-      case when j_event_id is null then raw_id
-        when length(s_event_id) = 36 and s_event_id like '________-____-____-____-____________'
-             and translate(s_event_id, '0123456789abcdefABCDEF', '') = '----' then s_event_id::uuid
-        when length(s_event_id) between 32 and 41 then spectrum.try_uuid(s_event_id) end as v_event_id,
-      s_event_type as v_event_type,
-      case when length(s_account_id) = 36 and s_account_id like '________-____-____-____-____________'
-             and translate(s_account_id, '0123456789abcdefABCDEF', '') = '----' then s_account_id::uuid
-        when length(s_account_id) between 32 and 41 then spectrum.try_uuid(s_account_id) end as v_account_id,
-      s_user_id as v_user_id,
-      case when j_occurred_at is null then received_at
-        when (translate(s_occurred_at, '0123456789', '0000000000') in ('0000-00-00T00:00:00', '0000-00-00T00:00:00Z', '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.000Z', '0000-00-00T00:00:00.000000', '0000-00-00T00:00:00.000000Z')
-              or (translate(s_occurred_at, '0123456789', '0000000000') in ('0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00-00:00', '0000-00-00T00:00:00.000+00:00', '0000-00-00T00:00:00.000-00:00', '0000-00-00T00:00:00.000000+00:00', '0000-00-00T00:00:00.000000-00:00')
-                  and substr(s_occurred_at, length(s_occurred_at) - 4, 2) < '16' and right(s_occurred_at, 2) < '60'))
-             and left(s_occurred_at, 4) > '0000' and substr(s_occurred_at, 6, 2) between '01' and '12'
-             and (substr(s_occurred_at, 9, 2) between '01' and '28' or (substr(s_occurred_at, 9, 2) in ('29', '30') and substr(s_occurred_at, 6, 2) <> '02')
-                  or (substr(s_occurred_at, 9, 2) = '31' and substr(s_occurred_at, 6, 2) in ('01', '03', '05', '07', '08', '10', '12')))
-             and substr(s_occurred_at, 12, 2) < '24' and substr(s_occurred_at, 15, 2) < '60' and substr(s_occurred_at, 18, 2) < '60' then s_occurred_at::timestamptz
-        else spectrum.try_timestamptz(s_occurred_at) end as v_occurred_at,
-      nullif(btrim(s_country, E' \t\n\x0b\f\r'), '') as v_country,
-      nullif(btrim(s_region, E' \t\n\x0b\f\r'), '') as v_region,
-      nullif(btrim(s_city, E' \t\n\x0b\f\r'), '') as v_city,
-      case when j_properties is null then '{}'::jsonb when jsonb_typeof(j_properties) = 'object' then j_properties end as v_properties
+      parent0,
+      f0_json,
+      f1_json,
+      f2_json,
+      f3_json,
+      f4_json,
+      f5_json,
+      f6_json,
+      f7_json,
+      f8_json,
+      case when f0_json is null then raw_id
+        when length(f0_text) = 36 and f0_text like '________-____-____-____-____________'
+             and translate(f0_text, '0123456789abcdefABCDEF', '') = '----' then f0_text::uuid
+        when length(f0_text) between 32 and 41 then spectrum.try_uuid(f0_text) end as f0_value,
+      f1_text as f1_value,
+      case when length(f2_text) = 36 and f2_text like '________-____-____-____-____________'
+             and translate(f2_text, '0123456789abcdefABCDEF', '') = '----' then f2_text::uuid
+        when length(f2_text) between 32 and 41 then spectrum.try_uuid(f2_text) end as f2_value,
+      f3_text as f3_value,
+      case when f4_json is null then received_at
+        when (translate(f4_text, '0123456789', '0000000000') in ('0000-00-00T00:00:00', '0000-00-00T00:00:00Z', '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.000Z', '0000-00-00T00:00:00.000000', '0000-00-00T00:00:00.000000Z')
+              or (translate(f4_text, '0123456789', '0000000000') in ('0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00-00:00', '0000-00-00T00:00:00.000+00:00', '0000-00-00T00:00:00.000-00:00', '0000-00-00T00:00:00.000000+00:00', '0000-00-00T00:00:00.000000-00:00')
+                  and substr(f4_text, length(f4_text) - 4, 2) < '16' and right(f4_text, 2) < '60'))
+             and left(f4_text, 4) > '0000' and substr(f4_text, 6, 2) between '01' and '12'
+             and (substr(f4_text, 9, 2) between '01' and '28' or (substr(f4_text, 9, 2) in ('29', '30') and substr(f4_text, 6, 2) <> '02')
+                  or (substr(f4_text, 9, 2) = '31' and substr(f4_text, 6, 2) in ('01', '03', '05', '07', '08', '10', '12')))
+             and substr(f4_text, 12, 2) < '24' and substr(f4_text, 15, 2) < '60' and substr(f4_text, 18, 2) < '60' then f4_text::timestamptz
+        else spectrum.try_timestamptz(f4_text) end as f4_value,
+      nullif(btrim(f5_text, E' \t\n\x0b\f\r'), '') as f5_value,
+      nullif(btrim(f6_text, E' \t\n\x0b\f\r'), '') as f6_value,
+      nullif(btrim(f7_text, E' \t\n\x0b\f\r'), '') as f7_value,
+      case when f8_json is null then '{}'::jsonb when jsonb_typeof(f8_json) = 'object' then f8_json end as f8_value
     from (
       select
         raw_id,
         received_at,
         payload_type,
         payload_bytes,
-        p_geo,
-        j_event_id,
-        j_event_type,
-        j_account_id,
-        j_user_id,
-        j_occurred_at,
-        j_country,
-        j_region,
-        j_city,
-        j_properties,
-        case when jsonb_typeof(j_event_id) = 'string' then j_event_id #>> '{}' end as s_event_id,
-        case when jsonb_typeof(j_event_type) = 'string' then j_event_type #>> '{}' end as s_event_type,
-        case when jsonb_typeof(j_account_id) = 'string' then j_account_id #>> '{}' end as s_account_id,
-        case when jsonb_typeof(j_user_id) in ('string', 'number') then j_user_id #>> '{}' end as s_user_id,
-        case when jsonb_typeof(j_occurred_at) = 'string' then j_occurred_at #>> '{}' end as s_occurred_at,
-        case when jsonb_typeof(j_country) = 'string' then j_country #>> '{}' end as s_country,
-        case when jsonb_typeof(j_region) = 'string' then j_region #>> '{}' end as s_region,
-        case when jsonb_typeof(j_city) = 'string' then j_city #>> '{}' end as s_city
+        parent0,
+        f0_json,
+        f1_json,
+        f2_json,
+        f3_json,
+        f4_json,
+        f5_json,
+        f6_json,
+        f7_json,
+        f8_json,
+        case when jsonb_typeof(f0_json) = 'string' then f0_json #>> '{}' end as f0_text,
+        case when jsonb_typeof(f1_json) = 'string' then f1_json #>> '{}' end as f1_text,
+        case when jsonb_typeof(f2_json) = 'string' then f2_json #>> '{}' end as f2_text,
+        case when jsonb_typeof(f3_json) in ('string', 'number') then f3_json #>> '{}' end as f3_text,
+        case when jsonb_typeof(f4_json) = 'string' then f4_json #>> '{}' end as f4_text,
+        case when jsonb_typeof(f5_json) = 'string' then f5_json #>> '{}' end as f5_text,
+        case when jsonb_typeof(f6_json) = 'string' then f6_json #>> '{}' end as f6_text,
+        case when jsonb_typeof(f7_json) = 'string' then f7_json #>> '{}' end as f7_text
       from (
         select
           raw_id,
           received_at,
           jsonb_typeof(payload) as payload_type,
           pg_column_size(payload) as payload_bytes,
-          case when pg_column_size(payload) <= 1048576 then payload -> 'geo' end as p_geo,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_id', 'null'::jsonb) end as j_event_id,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_type', 'null'::jsonb) end as j_event_type,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'account_id', 'null'::jsonb) end as j_account_id,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'user_id', 'null'::jsonb) end as j_user_id,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'timestamp', 'null'::jsonb) end as j_occurred_at,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'country', 'null'::jsonb) end as j_country,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'region', 'null'::jsonb) end as j_region,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'city', 'null'::jsonb) end as j_city,
-          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'properties', 'null'::jsonb) end as j_properties
+          case when pg_column_size(payload) <= 1048576 then payload -> 'geo' end as parent0,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_id', 'null'::jsonb) end as f0_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'event_type', 'null'::jsonb) end as f1_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'account_id', 'null'::jsonb) end as f2_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'user_id', 'null'::jsonb) end as f3_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'timestamp', 'null'::jsonb) end as f4_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'country', 'null'::jsonb) end as f5_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'region', 'null'::jsonb) end as f6_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'geo' -> 'city', 'null'::jsonb) end as f7_json,
+          case when pg_column_size(payload) <= 1048576 then nullif(payload -> 'properties', 'null'::jsonb) end as f8_json
         from (
           select raw_id, received_at, payload #> '{}'::text[] as payload
             from (select id as raw_id, received_at, payload from spectrum.raw_events where id = any(p_ids)) source

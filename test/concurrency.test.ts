@@ -14,7 +14,7 @@ beforeAll(async () => {
 afterAll(async () => db?.drop());
 
 it('processes each row once under four concurrent calls and a live producer', async () => {
-  const [{ deadlocks: deadlocksBefore }] = await db.sql`select deadlocks::int from pg_stat_database where datname = current_database()`;
+  const deadlocksBefore = (await db.sql<{ deadlocks: number }[]>`select deadlocks::int from pg_stat_database where datname = current_database()`)[0]!.deadlocks;
   const events = [...generateEvents({ count: 12_000, seed: 7, accounts: 40, users: 400, places: 30, malformed: 0.02, retries: 0.05 })];
   // The same event again, later, with a different type: the retry must win.
   const retried = events.filter((_, i) => i % 97 === 0).map((e) => ({ ...e, event_type: 'retried' }));
@@ -70,6 +70,6 @@ it('processes each row once under four concurrent calls and a live producer', as
 
   const [runs] = await db.sql`select sum(done)::int as done, sum(failed)::int as failed from spectrum.pipeline_runs`;
   expect(runs).toEqual({ done: counts!.done, failed: counts!.failed });
-  const [{ deadlocks }] = await db.sql`select deadlocks::int from pg_stat_database where datname = current_database()`;
+  const deadlocks = (await db.sql<{ deadlocks: number }[]>`select deadlocks::int from pg_stat_database where datname = current_database()`)[0]!.deadlocks;
   expect(deadlocks).toBe(deadlocksBefore);
 });

@@ -48,7 +48,7 @@ it('loses nothing and duplicates nothing when the processing backend is killed a
     // Some already-processed events are reprocessed in the same run.
     await sql`update spectrum.raw_events set status = 'pending' where id in (select id from spectrum.raw_events where status = 'done' limit 2000)`;
     const victim = connect(url, { max: 1 });
-    const [{ pid }] = await victim`select pg_backend_pid() as pid`;
+    const pid = (await victim<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
     const running = victim`call spectrum.process_pending(p_batch_size => 700)`.then(() => 'finished', () => 'killed');
     await sleep(instant);
     process.kill(pid, 'SIGKILL');

@@ -12,10 +12,11 @@
 import type { FieldModel, Model } from '../spec/model.ts';
 import { GENERATED, ident, indent, jsonPath, literal } from './sql.ts';
 
-const j = (f: FieldModel) => ident(`j_${f.name}`);
-const s = (f: FieldModel) => ident(`s_${f.name}`);
-const v = (f: FieldModel) => ident(`v_${f.name}`);
-const parentCol = (p: string[]) => ident(`p_${p.join('_')}`);
+// Internal columns are named by position, never by field name: `f3_json` cannot collide with
+// a field, a parent key or a PL/pgSQL variable of the functions that embed this SELECT.
+const j = (f: FieldModel) => `f${f.position}_json`;
+const s = (f: FieldModel) => `f${f.position}_text`;
+const v = (f: FieldModel) => `f${f.position}_value`;
 const hasText = (f: FieldModel) => f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';
 
 const TS_FRACS = ['', '.000', '.000000'];
@@ -134,6 +135,7 @@ offset 0`;
  * the pipeline (reading it from a possibly compressed row) measure the same number.
  */
 export function extractSelect(m: Model, source: string): string {
+  const parentCol = (p: string[]) => `parent${m.parents.indexOf(p)}`;
   const max = m.spec.limits.maxPayloadBytes;
   const geo = m.dims.geography;
   const texts = m.fields.filter(hasText);

@@ -12,6 +12,9 @@ export class SpecError extends Error {
 export interface FieldModel extends FieldSpec {
   /** Where the value sits, as the producer writes it: `geo.country`. */
   label: string;
+  /** Position in the spec (0-based): names the extraction's internal columns, which must not
+   *  collide with field names or PL/pgSQL variables whatever the fields are called. */
+  position: number;
   /** The SQL type of the extracted column. */
   sqlType: string;
   /** Where the value lands: a core fact column, an extra fact column or a dimension. */
@@ -103,6 +106,8 @@ export function buildModel(spec: EventSpec): Model {
     if (typeof f.name !== 'string' || !NAME.test(f.name)) fail(where, 'name must be lowercase snake_case (a-z, 0-9, _)');
     else if (Buffer.byteLength(f.name) > 63) fail(where, 'name is longer than 63 bytes');
     else if (RESERVED.has(f.name)) fail(where, `name "${f.name}" is reserved for the generated tables: choose another`);
+    else if (/^(p|v)_/.test(f.name) || /^(f\d+_(json|text|value)|parent\d+)$/.test(f.name))
+      fail(where, 'names starting with p_ or v_, and f<N>_json/_text/_value or parent<N>, are reserved for the generated functions: choose another');
     else if (f.name.endsWith('_seen_at')) fail(where, `names ending in _seen_at are reserved (a dimension attribute x gets a column x_seen_at): choose another`);
     else if (Buffer.byteLength(f.name) > 55 && (f.target === 'accounts' || f.target === 'users'))
       fail(where, 'a dimension attribute name must leave room for its _seen_at column (55 bytes at most)');
@@ -129,6 +134,7 @@ export function buildModel(spec: EventSpec): Model {
     const model: FieldModel = {
       ...f,
       label: (f.path ?? []).join('.'),
+      position: i,
       sqlType: SQL_TYPES[f.type] ?? 'text',
       lands: f.target ?? 'fact',
     };
