@@ -16,10 +16,21 @@ create table if not exists spectrum.raw_events (
   constraint raw_events_status_check check (status in ('pending', 'processing', 'done', 'failed'))
 );
 
--- Everything not yet done, by status: the claim reads pending ids in order from it, and
--- pipeline_status counts the small statuses from it without touching the done bulk.
+-- Everything not yet done, by status, oldest first: the claim reads pending rows in this order
+-- (spectrum.claim_pending), and pipeline_status counts the small statuses and finds their
+-- oldest received_at from it without touching the done bulk. An earlier shape (status, id)
+-- is replaced: ordered by id, the claim could be planned on the primary key instead.
+do $$
+begin
+  if exists (select from pg_catalog.pg_indexes
+              where schemaname = 'spectrum' and indexname = 'raw_events_unfinished_idx'
+                and indexdef not like '%(status, received_at, id) WHERE (status <> ''done''::text)') then
+    drop index spectrum.raw_events_unfinished_idx;
+  end if;
+end
+$$;
 create index if not exists raw_events_unfinished_idx
-  on spectrum.raw_events (status, id) include (received_at)
+  on spectrum.raw_events (status, received_at, id)
   where status <> 'done';
 
 comment on table spectrum.raw_events is 'Staging: every event as received (payload untouched), with its processing status. Producers insert payload only.';

@@ -11,15 +11,18 @@ language plpgsql
 volatile
 set timezone = 'UTC'
 set search_path = pg_catalog, pg_temp
+-- Batches of 50k rows and more pass jit_above_cost; compiling then costs more than it saves.
+set jit = off
 as $fn$
 declare
   v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
   v_months timestamptz[];
   v_missing timestamptz[];
+  v_rows integer;
 begin
-  -- The batch table is per session; its name carries the row shape so that a session
-  -- that outlives a spec migration never reuses a table of the old shape.
-  create temp table if not exists spectrum_batch_edb72e0d (
+  -- The batch table is per session; its name carries its columns so that a session that
+  -- outlives a migration never reuses a table of another shape.
+  create temp table if not exists spectrum_batch_aaf656d5 (
     raw_id uuid,
     received_at timestamptz,
     error_msg text,
@@ -33,13 +36,13 @@ begin
     region text,
     city text,
     properties jsonb,
-    outcome text,
+    superseded boolean,
     prev_account_id uuid,
     prev_occurred_at timestamptz
   ) on commit delete rows;
-  truncate pg_temp.spectrum_batch_edb72e0d;
+  truncate pg_temp.spectrum_batch_aaf656d5;
 
-  insert into pg_temp.spectrum_batch_edb72e0d (raw_id, received_at, error_msg, geo_id, event_id, event_type, account_id, user_id, occurred_at, country, region, city, properties)
+  insert into pg_temp.spectrum_batch_aaf656d5 (raw_id, received_at, error_msg, geo_id, event_id, event_type, account_id, user_id, occurred_at, country, region, city, properties)
   select
     raw_id,
     received_at,
@@ -196,13 +199,15 @@ begin
     ) l2
     offset 0
   ) l3;
-  analyze pg_temp.spectrum_batch_edb72e0d;
+  get diagnostics v_rows = row_count;
+  -- Statistics only for the columns that filters test: the plans need their null fractions.
+  analyze pg_temp.spectrum_batch_aaf656d5 (error_msg, superseded, user_id, geo_id);
 
   -- Every month a valid event needs must have its partition; else nothing is written and the
   -- caller creates them in a transaction of their own, then retries the batch.
-  select array_agg(distinct date_trunc('month', occurred_at))
-    into v_months
-    from pg_temp.spectrum_batch_edb72e0d
+  select array_agg(distinct date_trunc('month', occurred_at)), count(*)
+    into v_months, v_result.done
+    from pg_temp.spectrum_batch_aaf656d5
    where error_msg is null;
   v_missing := spectrum.missing_fact_partitions(v_months);
   if v_missing is not null then
@@ -211,10 +216,12 @@ begin
   end if;
 
   -- The newest valid version of each event in the batch is a candidate; older ones in the
-  -- batch are superseded. A candidate wins unless event_index holds a newer version.
+  -- batch are superseded. A candidate wins unless event_index holds a newer version. Only the
+  -- rare rows are rewritten: valid rows that did not win (superseded) and winners that replace
+  -- a stored version (where that version's fact is).
   with candidate as (
     select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
-      from pg_temp.spectrum_batch_edb72e0d
+      from pg_temp.spectrum_batch_aaf656d5
      where error_msg is null
      order by event_id, received_at desc, raw_id desc
   ), won as (
@@ -231,16 +238,22 @@ begin
            prev_occurred_at = x.occurred_at
      where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
     returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
+  ), replacing as (
+    update pg_temp.spectrum_batch_aaf656d5 b
+       set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
+      from won
+     where b.raw_id = won.raw_event_id and won.prev_account_id is not null
   )
-  update pg_temp.spectrum_batch_edb72e0d b
-     set outcome = 'winner', prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
-    from won
-   where b.raw_id = won.raw_event_id;
+  update pg_temp.spectrum_batch_aaf656d5 b
+     set superseded = true
+   where b.error_msg is null
+     and not exists (select from won where won.raw_event_id = b.raw_id);
+  get diagnostics v_result.superseded = row_count;
 
   insert into spectrum.dim_accounts as d (account_id, first_seen_at, last_seen_at)
   select account_id, min(occurred_at), max(occurred_at)
-    from pg_temp.spectrum_batch_edb72e0d
-   where outcome = 'winner'
+    from pg_temp.spectrum_batch_aaf656d5
+   where error_msg is null and superseded is null
    group by account_id
    order by account_id
   on conflict (account_id) do update
@@ -251,8 +264,8 @@ begin
 
   insert into spectrum.dim_users as d (account_id, user_id, first_seen_at, last_seen_at)
   select account_id, user_id, min(occurred_at), max(occurred_at)
-    from pg_temp.spectrum_batch_edb72e0d
-   where outcome = 'winner' and user_id is not null
+    from pg_temp.spectrum_batch_aaf656d5
+   where error_msg is null and superseded is null and user_id is not null
    group by account_id, user_id
    order by account_id, user_id
   on conflict (account_id, user_id) do update
@@ -263,34 +276,35 @@ begin
 
   insert into spectrum.dim_geography (geo_id, country, region, city)
   select distinct on (geo_id) geo_id, country, region, city
-    from pg_temp.spectrum_batch_edb72e0d
-   where outcome = 'winner' and geo_id is not null
+    from pg_temp.spectrum_batch_aaf656d5
+   where error_msg is null and superseded is null and geo_id is not null
    order by geo_id
   on conflict do nothing;
 
-  -- A replaced version's fact is removed first: its account or month may have changed.
+  -- A replaced version's fact is removed first: its account or month may have changed. In a
+  -- statement of its own, so that its snapshot sees a version committed while the upsert above
+  -- waited for it.
   delete from spectrum.fact_events f
-   using pg_temp.spectrum_batch_edb72e0d b
-   where b.outcome = 'winner' and b.prev_occurred_at is not null
+   using pg_temp.spectrum_batch_aaf656d5 b
+   where b.prev_account_id is not null
      and f.account_id = b.prev_account_id and f.event_id = b.event_id and f.occurred_at = b.prev_occurred_at;
 
   insert into spectrum.fact_events (event_id, raw_event_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties)
   select event_id, raw_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties
-    from pg_temp.spectrum_batch_edb72e0d
-   where outcome = 'winner';
+    from pg_temp.spectrum_batch_aaf656d5
+   where error_msg is null and superseded is null;
 
+  -- The one status update. e.id = any(p_ids) lets the planner probe the primary key for the
+  -- batch's rows rather than walk raw_events (millions of done rows) to join them.
   update spectrum.raw_events e
      set status = case when b.error_msg is null then 'done' else 'failed' end,
          processed_at = p_now,
          error_msg = b.error_msg,
          attempts = e.attempts + 1
-    from pg_temp.spectrum_batch_edb72e0d b
-   where e.id = b.raw_id;
+    from pg_temp.spectrum_batch_aaf656d5 b
+   where e.id = b.raw_id and e.id = any(p_ids);
 
-  select count(*) filter (where error_msg is null), count(*) filter (where error_msg is not null),
-         count(*) filter (where error_msg is null and outcome is null)
-    into v_result.done, v_result.failed, v_result.superseded
-    from pg_temp.spectrum_batch_edb72e0d;
+  v_result.failed := v_rows - v_result.done;
   return v_result;
 end
 $fn$;
