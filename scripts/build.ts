@@ -7,8 +7,9 @@
  * retyped, moved) is refused, writing nothing, with the SQL to write by hand at the top of
  * current.sql; --accept-spec-changes then plans the change around that SQL.
  */
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { emitAll } from './emit/index.ts';
 import { checkEvolution, editedSections, explainEvolution, parseCurrent, planCurrent, readDeployed, specShape } from './lib/migrations.ts';
 import { buildModel, type Model } from './spec/model.ts';
@@ -106,4 +107,6 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
   return 0;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = main(process.argv.slice(2));
+// Run as a command (not when a test imports main): compare real paths as file URLs, so a
+// project path with spaces or non-ASCII characters still runs.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) process.exitCode = main(process.argv.slice(2));
