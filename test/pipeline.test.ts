@@ -261,3 +261,33 @@ describe('unexpected errors', () => {
     expect((await raw(ids)).map((r) => r.status)).toEqual(['done', 'done']);
   });
 });
+
+describe('a stored version that becomes invalid', () => {
+  it('loses its fact when reprocessed, and gets it back once valid again', async () => {
+    const [id] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'good', account_id: A }]);
+    await runPipeline(db.sql);
+    const count = async () => (await db.sql`select count(*)::int as n from spectrum.fact_events where event_id = ${E1}`)[0]!.n;
+    expect(await count()).toBe(1);
+
+    await db.sql`update spectrum.raw_events set payload = payload - 'event_type', status = 'pending' where id = ${id!}`;
+    await runPipeline(db.sql);
+    const [r] = await raw([id!]);
+    expect(r).toMatchObject({ status: 'failed', error_msg: 'event_type: missing' });
+    expect(await count()).toBe(0);
+
+    await db.sql`update spectrum.raw_events set payload = payload || '{"event_type": "fixed"}', status = 'pending' where id = ${id!}`;
+    await runPipeline(db.sql);
+    const f = await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${E1}`;
+    expect(f).toEqual([{ event_type: 'fixed', raw_event_id: id }]);
+  });
+
+  it('does not touch the fact when an invalid newer version arrives from a producer', async () => {
+    const [good] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'good', account_id: A }]);
+    await runPipeline(db.sql);
+    const [bad] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'retry', account_id: 'broken' }]);
+    await runPipeline(db.sql);
+    expect((await raw([bad!]))[0]!.status).toBe('failed');
+    const f = await db.sql`select raw_event_id from spectrum.fact_events where event_id = ${E1}`;
+    expect(f).toEqual([{ raw_event_id: good }]);
+  });
+});
