@@ -22,24 +22,26 @@ declare
 begin
   -- The batch table is per session; its name carries its columns so that a session that
   -- outlives a migration never reuses a table of another shape.
-  create temp table if not exists spectrum_batch_aaf656d5 (
-    raw_id uuid,
-    received_at timestamptz,
-    error_msg text,
-    geo_id uuid,
-    event_id uuid,
-    event_type text,
-    account_id uuid,
-    user_id text,
-    occurred_at timestamptz,
-    country text,
-    region text,
-    city text,
-    properties jsonb,
-    superseded boolean,
-    prev_account_id uuid,
-    prev_occurred_at timestamptz
-  ) on commit delete rows;
+  if pg_catalog.to_regclass('pg_temp.spectrum_batch_aaf656d5') is null then
+    create temp table spectrum_batch_aaf656d5 (
+      raw_id uuid,
+      received_at timestamptz,
+      error_msg text,
+      geo_id uuid,
+      event_id uuid,
+      event_type text,
+      account_id uuid,
+      user_id text,
+      occurred_at timestamptz,
+      country text,
+      region text,
+      city text,
+      properties jsonb,
+      superseded boolean,
+      prev_account_id uuid,
+      prev_occurred_at timestamptz
+    ) on commit delete rows;
+  end if;
   truncate pg_temp.spectrum_batch_aaf656d5;
 
   insert into pg_temp.spectrum_batch_aaf656d5 (raw_id, received_at, error_msg, geo_id, event_id, event_type, account_id, user_id, occurred_at, country, region, city, properties)

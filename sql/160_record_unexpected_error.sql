@@ -1,18 +1,24 @@
 /*
- * record_unexpected_error: what a batch does when process_claimed raised (a bug, a lock
- * timeout): never a payload problem, those end failed without raising.
+ * record_unexpected_error: what a batch does when process_claimed raised (a bug, a trigger,
+ * a lock timeout): never a payload problem, those end failed without raising.
  *   - contention (deadlock, serialization failure, lock timeout): every row of the batch
  *     counts an attempt and stays pending; the caller stops and the next tick retries.
- *   - anything else: the rows are retried one at a time, each in its own subtransaction,
- *     so only the rows that raise count an attempt; the others complete normally.
- * A row that has used p_max_attempts becomes failed with the SQLSTATE and message.
+ *   - anything else: the batch is bisected, each half in its own subtransaction, down to the
+ *     rows that raise; about k·log2(n) calls for k bad rows among n. Rows that complete are
+ *     written normally; only the rows that raise count an attempt.
+ * A row that has used p_max_attempts becomes failed with the SQLSTATE and message. Rows not
+ * yet tried when p_deadline passes stay pending without an attempt counted.
  */
+-- The earlier signature, without p_deadline.
+drop function if exists spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz);
+
 create or replace function spectrum.record_unexpected_error(
   p_ids uuid[],
   p_sqlstate text,
   p_message text,
   p_max_attempts integer,
-  p_now timestamptz default clock_timestamp()
+  p_now timestamptz default pg_catalog.clock_timestamp(),
+  p_deadline timestamptz default 'infinity'
 )
 returns spectrum.batch_result
 language plpgsql
@@ -22,7 +28,9 @@ as $$
 declare
   v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
   v_one spectrum.batch_result;
-  v_id uuid;
+  v_chunk uuid[];
+  v_half integer;
+  v_queue jsonb := '[]';
   v_state text;
   v_message text;
   v_bad uuid[] := '{}';
@@ -34,20 +42,36 @@ begin
     v_states := array_fill(p_sqlstate, array[cardinality(p_ids)]);
     v_messages := array_fill(p_message, array[cardinality(p_ids)]);
   else
-    foreach v_id in array p_ids loop
+    -- The whole batch raised: start from its halves.
+    v_half := cardinality(p_ids) / 2;
+    if v_half = 0 then
+      v_bad := p_ids;
+      v_states := array[p_sqlstate];
+      v_messages := array[p_message];
+    else
+      v_queue := jsonb_build_array(to_jsonb(p_ids[1:v_half]), to_jsonb(p_ids[v_half + 1:]));
+    end if;
+    while jsonb_array_length(v_queue) > 0 and clock_timestamp() < p_deadline loop
+      v_chunk := array(select jsonb_array_elements_text(v_queue -> 0)::uuid);
+      v_queue := v_queue - 0;
       begin
-        v_one := spectrum.process_claimed(array[v_id], p_now);
+        v_one := spectrum.process_claimed(v_chunk, p_now);
         if v_one.missing_months is not null then
-          v_result.missing_months := array(select distinct m from pg_catalog.unnest(v_result.missing_months || v_one.missing_months) m);
+          v_result.missing_months := array(select distinct m from unnest(v_result.missing_months || v_one.missing_months) m);
         end if;
         v_result.done := v_result.done + v_one.done;
         v_result.failed := v_result.failed + v_one.failed;
         v_result.superseded := v_result.superseded + v_one.superseded;
       exception when others then
         get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
-        v_bad := v_bad || v_id;
-        v_states := v_states || v_state;
-        v_messages := v_messages || v_message;
+        if cardinality(v_chunk) = 1 then
+          v_bad := v_bad || v_chunk;
+          v_states := v_states || v_state;
+          v_messages := v_messages || v_message;
+        else
+          v_half := cardinality(v_chunk) / 2;
+          v_queue := jsonb_build_array(to_jsonb(v_chunk[1:v_half]), to_jsonb(v_chunk[v_half + 1:])) || v_queue;
+        end if;
       end;
     end loop;
   end if;
@@ -75,7 +99,7 @@ begin
 end
 $$;
 
-comment on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz) is
-  'Internal: after process_claimed raised, counts an attempt for the rows that caused it (all of them on contention) and fails rows past p_max_attempts.';
+revoke all on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz, timestamptz) from public;
 
-revoke all on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz) from public;
+comment on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz, timestamptz) is
+  'Internal: after process_claimed raised, bisects the batch down to the rows that raise (all of them on contention), counts an attempt for those, and fails rows past p_max_attempts.';

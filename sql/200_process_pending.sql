@@ -70,7 +70,8 @@ begin
       v_result := spectrum.process_claimed(v_ids, clock_timestamp());
     exception when others then
       get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
-      v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts);
+      v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts,
+                                                 p_deadline => v_started + p_time_budget);
       v_errored := pg_catalog.array_cat(v_errored, array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending'));
     end;
 

@@ -291,3 +291,39 @@ describe('a stored version that becomes invalid', () => {
     expect(f).toEqual([{ raw_event_id: good }]);
   });
 });
+
+describe('isolating a bug in a large batch', () => {
+  it('bisects down to the raising row instead of retrying every row alone', async () => {
+    await db.sql`create function pg_temp_boom2() returns trigger language plpgsql as $$
+      begin
+        if new.event_type = 'boom' then raise exception 'kaboom' using errcode = 'XX124'; end if;
+        return new;
+      end $$`;
+    await db.sql`create trigger boom2 before insert on spectrum.fact_events for each row execute function pg_temp_boom2()`;
+    const s = await db.sql.reserve();
+    try {
+      const payloads = [...Array(2000)].map((_, i) => ({ event_type: i === 1234 ? 'boom' : `t${i % 5}`, account_id: i % 2 ? A : B }));
+      const ids = await insertEvents(db.sql, payloads);
+      await s`set track_functions = 'all'`;
+      const calls = async () => {
+        await s`select pg_stat_force_next_flush()`;
+        const [c] = await s`select coalesce(sum(calls), 0)::int as n from pg_stat_user_functions where funcname = 'process_claimed'`;
+        return c!.n;
+      };
+      const before = await calls();
+      await s`call spectrum.process_pending(p_batch_size => 2000)`;
+      const used = (await calls()) - before;
+      // One call for the batch, then about 2·log2(2000) ≈ 22 for the halves down to one row.
+      expect(used).toBeGreaterThan(2);
+      expect(used).toBeLessThan(40);
+      const rows = await raw(ids);
+      expect(rows.filter((r) => r.status === 'done')).toHaveLength(1999);
+      expect(rows[1234]).toMatchObject({ status: 'pending', attempts: 1 });
+    } finally {
+      await s`reset track_functions`;
+      s.release();
+      await db.sql`drop trigger boom2 on spectrum.fact_events`;
+      await db.sql`drop function pg_temp_boom2()`;
+    }
+  });
+});

@@ -61,9 +61,11 @@ export function emitProcessClaimed(m: Model): string {
   const extras = m.factExtras.map((f) => ident(f.name));
   const body = `-- The batch table is per session; its name carries its columns so that a session that
 -- outlives a migration never reuses a table of another shape.
-create temp table if not exists ${batch} (
-${indent(tableCols.join(',\n'))}
-) on commit delete rows;
+if pg_catalog.to_regclass('pg_temp.${batch}') is null then
+  create temp table ${batch} (
+${indent(tableCols.join(',\n'), 4)}
+  ) on commit delete rows;
+end if;
 truncate pg_temp.${batch};
 
 insert into pg_temp.${batch} (${colNames.join(', ')})
