@@ -74,28 +74,35 @@ describe('the producer role', () => {
 });
 
 describe('npm run migrate', () => {
-  it('changes nothing the second time', async () => {
-    const target = await testDatabase('migrate_twice');
+  it('builds an empty database, then changes nothing the second time', async () => {
+    const name = `migrate_twice_${db.name}`.slice(0, 60);
+    const admin = connect(db.adminUrl, { max: 1 });
+    await admin.unsafe(`create database ${name}`);
+    const url = withDatabase(db.adminUrl, name);
+    const target = connect(url, { max: 1 });
     try {
-      const before = await target.sql`select count(*)::int as n from graphile_migrate.migrations`;
       const lines: string[] = [];
-      await migrateDatabase(target.url, { log: (l) => lines.push(l) });
+      await migrateDatabase(url, { log: (l) => lines.push(l) });
       const snapshot = async () =>
-        target.sql`select c.relname, c.relkind, p.proname, md5(coalesce(pg_get_functiondef(p.oid), '')) as def
-                     from pg_namespace n left join pg_class c on c.relnamespace = n.oid
-                     left join pg_proc p on p.pronamespace = n.oid and p.prokind in ('f', 'p')
-                    where n.nspname = 'spectrum' order by 1, 3`;
+        target`select c.relname, c.relkind, p.proname, md5(coalesce(pg_get_functiondef(p.oid), '')) as def
+                 from pg_namespace n left join pg_class c on c.relnamespace = n.oid
+                 left join pg_proc p on p.pronamespace = n.oid and p.prokind in ('f', 'p')
+                where n.nspname = 'spectrum' order by 1, 3`;
+      const migrations = async () => (await target`select count(*)::int as n from graphile_migrate.migrations`)[0]!.n;
       const first = await snapshot();
-      await migrateDatabase(target.url, { log: (l) => lines.push(l) });
+      const applied = await migrations();
+      expect(first.length).toBeGreaterThan(20);
+      expect(applied).toBeGreaterThan(0);
+      expect(lines.filter((l) => /^scheduled /.test(l))).toHaveLength(2);
+      await migrateDatabase(url, { log: (l) => lines.push(l) });
       expect(await snapshot()).toEqual(first);
-      const after = await target.sql`select count(*)::int as n from graphile_migrate.migrations`;
-      expect(after[0]!.n).toBe(before[0]!.n);
+      expect(await migrations()).toBe(applied);
       expect(lines.filter((l) => /^scheduled /.test(l))).toHaveLength(2);
     } finally {
-      const admin = connect(target.adminUrl, { max: 1 });
-      await admin`select cron.unschedule(jobid) from cron.job where database = ${target.name}`;
+      await target.end();
+      await admin`select cron.unschedule(jobid) from cron.job where database = ${name}`;
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
       await admin.end();
-      await target.drop();
     }
   });
 

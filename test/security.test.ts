@@ -291,6 +291,12 @@ describe('a search_path hijack', () => {
       create function public.agg(timestamptz[], timestamptz) returns timestamptz[] language sql
         as $$ insert into public.hijacked (what) values ('array_agg') returning '{}'::timestamptz[] $$;
       create aggregate public.array_agg(timestamptz) (sfunc = public.agg, stype = timestamptz[]);
+      create function public.mod8(bigint, integer) returns bigint language sql
+        as $$ insert into public.hijacked (what) values ('%') returning 0::bigint $$;
+      create operator public.% (leftarg = bigint, rightarg = integer, function = public.mod8);
+      create function public.div8(bigint, integer) returns bigint language sql
+        as $$ insert into public.hijacked (what) values ('/') returning 0::bigint $$;
+      create operator public./ (leftarg = bigint, rightarg = integer, function = public.div8);
     `);
     await planter.sql`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'planted', account_id: ACCOUNT, geo: { country: 'FR' } })}::text::jsonb)`;
     await planter.sql`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'p'.repeat(300), account_id: ACCOUNT })}::text::jsonb)`;
@@ -300,6 +306,9 @@ describe('a search_path hijack', () => {
     try {
       const [path] = await dba`select current_setting('search_path') as p`;
       expect(path!.p).toContain('public');
+      // The id default (uuid_v7) runs for every insert and inside maintenance.
+      await dba`insert into spectrum.raw_events (payload) values ('{"event_type": "by the dba"}')`;
+      await dba`call spectrum.maintenance()`;
       await dba`call spectrum.process_pending()`;
       const [e] = await dba`select error_msg, country from spectrum.extract_event(${JSON.stringify({ event_type: 'q'.repeat(300), account_id: ACCOUNT, geo: { country: 'DE' } })}::text::jsonb)`;
       expect(e).toEqual({ error_msg: 'event_type: text of 300 characters exceeds limits.maxTextLength (200)', country: 'DE' });
