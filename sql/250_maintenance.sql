@@ -14,7 +14,10 @@
  *   3. Prunes cron.job_run_details (and spectrum.maintenance_runs) older than p_cron_history,
  *      when pg_cron's tables are in this database; when pg_cron lives in another database of
  *      the cluster it says so (NOTICE) and leaves them alone.
- * One run at a time: a session advisory lock; a second call returns at once with a NOTICE.
+ * One run at a time: every transaction of a run (each step and chunk commits) first takes a
+ * transaction-level advisory lock; a call that does not get it returns at once with a NOTICE.
+ * Never a session lock: one left behind by a run that raised in a psql session would make
+ * every later call stand down.
  * Records what it did in spectrum.maintenance_runs and in a closing NOTICE.
  */
 create or replace procedure spectrum.maintenance(
@@ -28,6 +31,7 @@ as $$
 declare
   v_lock constant bigint := pg_catalog.hashtext('spectrum.maintenance')::bigint;
   v_holder integer;
+  v_taken_over boolean := false;
   v_run_id bigint;
   v_now timestamptz := pg_catalog.clock_timestamp();
   v_created integer;
@@ -58,16 +62,17 @@ begin
       using hint = 'Call it as CALL spectrum.maintenance(p_batch => 10000).', errcode = '22023';
   end if;
 
-  -- A session lock, since the procedure commits. When this session still holds it (an earlier
-  -- call here raised half-way), it is reused rather than stacked, so the unlock at the end
-  -- frees it for the other sessions.
-  select l.pid into v_holder
-    from pg_catalog.pg_locks l
-   where l.locktype = 'advisory' and l.granted and l.objsubid = 1
-     and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
-     and l.classid = ((v_lock >> 32) & 4294967295)::oid and l.objid = (v_lock & 4294967295)::oid
-   limit 1;
-  if v_holder is distinct from pg_catalog.pg_backend_pid() and not pg_catalog.pg_try_advisory_lock(v_lock) then
+  -- One run at a time. Not a session lock: a session lock outlives an error in the session
+  -- that raised (psql keeps the session), and every later call would then stand down for
+  -- good. Each transaction of the run (the procedure commits between steps and chunks) takes
+  -- the transaction lock instead, which ends with the transaction whatever happens.
+  if not pg_catalog.pg_try_advisory_xact_lock(v_lock) then
+    select l.pid into v_holder
+      from pg_catalog.pg_locks l
+     where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+       and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+       and l.classid = ((v_lock >> 32) & 4294967295)::oid and l.objid = (v_lock & 4294967295)::oid
+     limit 1;
     raise notice 'spectrum.maintenance: another maintenance is running (backend pid %): nothing done', v_holder;
     return;
   end if;
@@ -82,10 +87,13 @@ begin
   commit;
 
   -- 2. Retention of done raw rows, chunk by chunk (keyset on id, so no chunk rescans the
-  -- rows the previous ones kept).
+  -- rows the previous ones kept). Each chunk is a transaction that takes the run lock anew;
+  -- the last one (which finds nothing) holds it on through step 3.
   v_cutoff := v_now - p_retention;
   v_bound := spectrum.uuid_v7(v_cutoff);
   loop
+    v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+    exit when v_taken_over;
     select pg_catalog.array_agg(id order by id)
       into v_ids
       from (select id
@@ -103,6 +111,17 @@ begin
     update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
     commit;
   end loop;
+
+  if v_taken_over then
+    -- Another call got the lock between two of this run's transactions: it does the rest.
+    update spectrum.maintenance_runs
+       set finished_at = pg_catalog.clock_timestamp(), note = 'stopped during retention: another maintenance run took over'
+     where run_id = v_run_id;
+    commit;
+    raise notice 'spectrum.maintenance: another maintenance run took over: stopped after % fact partitions created, % done raw rows deleted',
+      v_created, v_deleted;
+    return;
+  end if;
 
   -- 3. Run history.
   select n.oid into v_cron from pg_catalog.pg_namespace n where n.nspname = 'cron';
@@ -126,7 +145,6 @@ begin
      set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned, note = v_note
    where run_id = v_run_id;
   commit;
-  perform pg_catalog.pg_advisory_unlock(v_lock);
   raise notice 'spectrum.maintenance: % fact partitions created, % done raw rows received before % deleted, % cron.job_run_details rows pruned',
     v_created, v_deleted, v_cutoff, coalesce(v_pruned::text, 'no');
 end

@@ -485,6 +485,37 @@ describe('CALL spectrum.maintenance()', () => {
     }
   });
 
+  it('holds no lock after a run that raised: the next call, in that session or another, runs', async () => {
+    const holder = await db.sql.reserve();
+    const s = await db.sql.reserve();
+    const advisoryLocks = async () =>
+      (await db.sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`)[0]!.n;
+    try {
+      // Retention needs raw_events, which another session holds: the run raises half-way.
+      await holder`begin`;
+      await holder`lock table spectrum.raw_events in exclusive mode`;
+      await s`set lock_timeout = '300ms'`;
+      const err = await s`call spectrum.maintenance()`.catch((e) => e);
+      expect(err.code).toBe('55P03');
+      expect((await lastRun())!.finished_at).toBeNull();
+      await holder`rollback`;
+      expect(await advisoryLocks()).toBe(0);
+
+      const [before] = await db.sql`select max(run_id)::int as id from spectrum.maintenance_runs`;
+      await s`call spectrum.maintenance()`;
+      const again = await lastRun();
+      expect(Number(again!.run_id)).toBe(before!.id + 1);
+      expect(again!.finished_at).not.toBeNull();
+      await db.sql`call spectrum.maintenance()`;
+      expect(Number((await lastRun())!.run_id)).toBe(before!.id + 2);
+      expect(await advisoryLocks()).toBe(0);
+    } finally {
+      await s`reset lock_timeout`;
+      holder.release();
+      s.release();
+    }
+  });
+
   it('refuses bad arguments with 22023', async () => {
     for (const args of ['p_months_ahead => -1', "p_retention => '0 days'", 'p_batch => 0', "p_cron_history => '-1 day'"]) {
       const err = await db.sql.unsafe(`call spectrum.maintenance(${args})`).catch((e) => e);
