@@ -5,12 +5,13 @@
  *   1. Creates the fact partitions of the current month and p_months_ahead months ahead, so
  *      the pipeline rarely has to create one itself.
  *   2. Retention: deletes done raw rows received longer ago than p_retention, in committed
- *      chunks of p_batch rows, oldest id first. Old rows are found by id range (ids are
- *      time-ordered: spectrum.uuid_v7(cutoff) bounds them), and locked with FOR UPDATE SKIP
- *      LOCKED, so it never waits for a producer, a pipeline batch or a reprocess, and each
- *      chunk's locks last one short transaction. Failed and pending rows are kept. The done
- *      counter follows through the raw_events delete trigger. event_index is kept whole: it
- *      is what makes a late retry of an old event replace its fact instead of adding one.
+ *      chunks of p_batch rows, in id order. Old rows are found by id range: time-ordered ids
+ *      below spectrum.uuid_v7(cutoff), ids that are not (gen_random_uuid, an import) above
+ *      uuid_v7(now + 1 day). Rows are locked with FOR UPDATE SKIP LOCKED, so it never waits
+ *      for a producer, a pipeline batch or a reprocess, and each chunk's locks last one short
+ *      transaction. Failed and pending rows are kept. The done counter follows through the
+ *      raw_events delete trigger. event_index is kept whole: it is what makes a late retry
+ *      of an old event replace its fact instead of adding one.
  *   3. Prunes cron.job_run_details (and spectrum.maintenance_runs) older than p_cron_history,
  *      when pg_cron's tables are in this database; when pg_cron lives in another database of
  *      the cluster it says so (NOTICE) and leaves them alone.
@@ -36,8 +37,9 @@ declare
   v_now timestamptz := pg_catalog.clock_timestamp();
   v_created integer;
   v_cutoff timestamptz;
-  v_bound uuid;
-  v_from uuid := '00000000-0000-0000-0000-000000000000'::uuid;
+  v_range integer;
+  v_from uuid;
+  v_to uuid;
   v_ids uuid[];
   v_n bigint;
   v_deleted bigint := 0;
@@ -86,30 +88,44 @@ begin
   update spectrum.maintenance_runs set partitions_created = v_created where run_id = v_run_id;
   commit;
 
-  -- 2. Retention of done raw rows, chunk by chunk (keyset on id, so no chunk rescans the
-  -- rows the previous ones kept). Each chunk is a transaction that takes the run lock anew;
-  -- the last one (which finds nothing) holds it on through step 3.
+  -- 2. Retention of done raw rows, chunk by chunk, keyset on id (no chunk rescans the rows
+  -- the previous ones kept), in two id ranges. Time-ordered ids received before the cutoff
+  -- sort below uuid_v7(cutoff). Ids that are not time-ordered (gen_random_uuid, imports) sort
+  -- anywhere: almost all of them above uuid_v7(now + 1 day), a range no time-ordered id
+  -- reaches (empty, so free, when there are none); the few that fall between the two bounds
+  -- are never found (see the README). Each chunk is a transaction that takes the run lock
+  -- anew; the last one (which finds nothing) holds it on through step 3.
   v_cutoff := v_now - p_retention;
-  v_bound := spectrum.uuid_v7(v_cutoff);
-  loop
-    v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
-    exit when v_taken_over;
-    select pg_catalog.array_agg(id order by id)
-      into v_ids
-      from (select id
-              from spectrum.raw_events
-             where id > v_from and id < v_bound
-               and status = 'done' and received_at < v_cutoff
-             order by id
-             limit p_batch
-               for update skip locked) doomed;
-    exit when v_ids is null;
-    delete from spectrum.raw_events where id = any (v_ids);
-    get diagnostics v_n = row_count;
-    v_deleted := v_deleted + v_n;
-    v_from := v_ids[pg_catalog.cardinality(v_ids)];
-    update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
-    commit;
+  <<ranges>>
+  for v_range in 1..2 loop
+    if v_range = 1 then
+      v_from := '00000000-0000-0000-0000-000000000000';
+      v_to := spectrum.uuid_v7(v_cutoff);
+    else
+      v_from := spectrum.uuid_v7(v_now + interval '1 day');
+      v_to := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+    end if;
+    loop
+      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+      exit ranges when v_taken_over;
+      select pg_catalog.array_agg(id order by id)
+        into v_ids
+        from (select id
+                from spectrum.raw_events
+               where id >= v_from and id <= v_to
+                 and status = 'done' and received_at < v_cutoff
+               order by id
+               limit p_batch
+                 for update skip locked) doomed;
+      exit when v_ids is null;
+      delete from spectrum.raw_events where id = any (v_ids);
+      get diagnostics v_n = row_count;
+      v_deleted := v_deleted + v_n;
+      -- Inclusive: that row is gone now, and the range's first bound must be inclusive too.
+      v_from := v_ids[pg_catalog.cardinality(v_ids)];
+      update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
+      commit;
+    end loop;
   end loop;
 
   if v_taken_over then

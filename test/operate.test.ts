@@ -450,6 +450,33 @@ describe('CALL spectrum.maintenance()', () => {
     expect(await counterIsExact()).toBe(0);
   });
 
+  it('deletes old done rows whose ids are not time-ordered (gen_random_uuid), keeping failed ones', async () => {
+    await db.sql`
+      insert into spectrum.raw_events (id, payload, received_at, status, processed_at, error_msg, attempts)
+      select gen_random_uuid(), '{"event_type": "imported"}', now() - interval '200 days',
+             case when g <= 1000 then 'done' else 'failed' end, now() - interval '200 days',
+             case when g > 1000 then 'account_id: missing' end, 1
+        from generate_series(1, 1100) g`;
+    await db.sql`select spectrum.recount_status()`;
+    // The only ones retention cannot find: random ids between the two id ranges it searches.
+    const imported = (status: string) =>
+      db.sql`select id from spectrum.raw_events where payload->>'event_type' = 'imported' and status = ${status} order by id`
+        .then((rows) => rows.map((r) => r.id as string));
+    const [gap] = await db.sql`
+      select coalesce(array_agg(id order by id), '{}') as ids from spectrum.raw_events
+       where payload->>'event_type' = 'imported' and status = 'done'
+         and id > spectrum.uuid_v7(now() - interval '90 days') and id < spectrum.uuid_v7(now() + interval '1 day')`;
+    const failed = await imported('failed');
+    expect(failed).toHaveLength(100);
+
+    await db.sql`call spectrum.maintenance(p_batch => 300)`;
+    expect(Number((await lastRun())!.raw_deleted)).toBe(1000 - gap!.ids.length);
+    expect(await imported('done')).toEqual(gap!.ids);
+    expect(await imported('failed')).toEqual(failed);
+    await counterIsExact();
+    await db.sql`delete from spectrum.raw_events where payload->>'event_type' = 'imported'`;
+  });
+
   it('leaves cron.job_run_details alone, with a NOTICE, when pg_cron lives in another database', async () => {
     const notices: string[] = [];
     const s = connect(db.url, { max: 1, onnotice: (n) => notices.push(String(n.message)) });
