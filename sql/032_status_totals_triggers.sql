@@ -1,21 +1,27 @@
 /*
- * status_totals triggers: keep the done counter of spectrum.status_totals right when raw rows
- * change outside the pipeline: a DBA's UPDATE or DELETE, spectrum.reprocess, the retention of
- * spectrum.maintenance, a TRUNCATE.
+ * status_totals triggers: keep the done and failed counts of spectrum.status_totals (and the
+ * done id_floor) right when raw rows change outside the pipeline: a DBA's UPDATE or DELETE,
+ * spectrum.reprocess, the retention of spectrum.maintenance, a TRUNCATE.
  *
- * The pipeline's own pending -> done update (20k rows a batch) is counted by process_pending
- * itself, so it must not pay here: the row trigger's WHEN is false for every transition out
- * of pending and is evaluated by the executor without calling any function. Only rows that
- * leave done, or enter done from failed or processing, reach the function.
+ * The pipeline's own updates (pending -> done or failed, 20k rows a batch; pending -> pending
+ * or failed after an unexpected error) are counted by process_pending itself, so they must not
+ * pay here: the row trigger's WHEN is false for every transition out of pending and is
+ * evaluated by the executor without calling any function. Only rows that leave done or
+ * failed, or enter them from processing (or from each other), reach the function.
  *
- * The row trigger does not update the counter row itself: updating one row thousands of times
- * in one transaction grows its version chain and gets slower with every row (quadratic). It
- * adds to a transaction-local setting instead (zeroed before each UPDATE statement, so a value
- * a session set by hand counts for nothing), and the statement trigger writes the sum once.
- * DELETE counts its done rows from the transition table, once per statement.
+ * The row trigger does not update the counter rows itself: updating one row thousands of
+ * times in one transaction grows its version chain and gets slower with every row
+ * (quadratic). It adds to transaction-local settings instead (zeroed before each UPDATE
+ * statement, so a value a session set by hand counts for nothing), and the statement trigger
+ * writes the sums once. DELETE counts its rows from the transition table, once per statement.
  *
- * Not counted: a row set from pending straight to done by hand (indistinguishable from the
- * pipeline's own update). spectrum.recount_status() repairs any drift.
+ * Every writer of status_totals (these triggers, process_pending, recount_status) locks its
+ * rows in status order (done, then failed) before updating them, so two of them never
+ * deadlock on the pair.
+ *
+ * Not counted: a row set from pending straight to done or failed by hand (indistinguishable
+ * from the pipeline's own update), a row inserted already done or failed.
+ * spectrum.recount_status() repairs any drift.
  */
 create or replace function spectrum.status_totals_track()
 returns trigger
@@ -24,76 +30,121 @@ volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_delta bigint;
+  v_done bigint;
+  v_failed bigint;
+  v_floor uuid;
 begin
   if tg_level = 'ROW' then
-    -- tg_op = 'UPDATE' (the WHEN clause chose the row): +1 entering done, -1 leaving it.
-    v_delta := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0)
-               + case when new.status = 'done' then 1 else -1 end;
-    perform pg_catalog.set_config('spectrum.done_delta', v_delta::text, true);
+    -- tg_op = 'UPDATE', and the WHEN clause chose the row: its status changed, from something
+    -- other than pending, and done or failed is on one side.
+    if old.status = 'done' or new.status = 'done' then
+      v_done := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0)
+                + case when new.status = 'done' then 1 else -1 end;
+      perform pg_catalog.set_config('spectrum.done_delta', v_done::text, true);
+    end if;
+    if old.status = 'failed' or new.status = 'failed' then
+      v_failed := coalesce(nullif(pg_catalog.current_setting('spectrum.failed_delta', true), '')::bigint, 0)
+                  + case when new.status = 'failed' then 1 else -1 end;
+      perform pg_catalog.set_config('spectrum.failed_delta', v_failed::text, true);
+    end if;
+    if new.status = 'done' then
+      v_floor := nullif(pg_catalog.current_setting('spectrum.done_floor', true), '')::uuid;
+      if v_floor is null or new.id < v_floor then
+        perform pg_catalog.set_config('spectrum.done_floor', new.id::text, true);
+      end if;
+    end if;
     return null;
   end if;
 
   if tg_op = 'UPDATE' and tg_when = 'BEFORE' then
-    -- Start from 0 whatever the session set, so the flush writes only this statement's rows.
+    -- Start from nothing whatever the session set, so the flush writes only this statement's rows.
     perform pg_catalog.set_config('spectrum.done_delta', '0', true);
+    perform pg_catalog.set_config('spectrum.failed_delta', '0', true);
+    perform pg_catalog.set_config('spectrum.done_floor', '', true);
+    return null;
   elsif tg_op = 'UPDATE' then
-    v_delta := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0);
-    if v_delta <> 0 then
-      update spectrum.status_totals set events = events + v_delta where status = 'done';
-      perform pg_catalog.set_config('spectrum.done_delta', '0', true);
+    v_done := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0);
+    v_failed := coalesce(nullif(pg_catalog.current_setting('spectrum.failed_delta', true), '')::bigint, 0);
+    v_floor := nullif(pg_catalog.current_setting('spectrum.done_floor', true), '')::uuid;
+    if v_done = 0 and v_failed = 0 and v_floor is null then
+      return null;
     end if;
+    perform pg_catalog.set_config('spectrum.done_delta', '0', true);
+    perform pg_catalog.set_config('spectrum.failed_delta', '0', true);
+    perform pg_catalog.set_config('spectrum.done_floor', '', true);
   elsif tg_op = 'DELETE' then
-    select count(*) into v_delta from gone where gone.status = 'done';
-    if v_delta > 0 then
-      update spectrum.status_totals set events = events - v_delta where status = 'done';
+    select count(*) filter (where gone.status = 'done'), count(*) filter (where gone.status = 'failed')
+      into v_done, v_failed
+      from gone;
+    if v_done = 0 and v_failed = 0 then
+      return null;
     end if;
+    v_done := -v_done;
+    v_failed := -v_failed;
   elsif tg_op = 'TRUNCATE' then
-    update spectrum.status_totals set events = 0 where status = 'done';
+    update spectrum.status_totals
+       set events = 0, id_floor = '00000000-0000-0000-0000-000000000000'
+     where status in ('done', 'failed');
+    return null;
   end if;
+
+  update spectrum.status_totals t
+     set events = t.events + case t.status when 'done' then v_done else v_failed end,
+         id_floor = case when t.status = 'done' then least(t.id_floor, v_floor) else t.id_floor end
+    from (select s.status from spectrum.status_totals s
+           where s.status in ('done', 'failed') order by s.status for update) l
+   where t.status = l.status;
   return null;
 end
 $$;
 
 comment on function spectrum.status_totals_track() is
-  'Internal trigger function: keeps spectrum.status_totals right when raw_events rows leave or enter done outside the pipeline, are deleted or truncated.';
+  'Internal trigger function: keeps spectrum.status_totals right when raw_events rows leave or enter done or failed outside the pipeline, are deleted or truncated.';
 
-create or replace trigger raw_events_done_changed
+-- The earlier names, from when only done was counted.
+drop trigger if exists raw_events_done_changed on spectrum.raw_events;
+drop trigger if exists raw_events_done_reset on spectrum.raw_events;
+drop trigger if exists raw_events_done_flush on spectrum.raw_events;
+drop trigger if exists raw_events_done_deleted on spectrum.raw_events;
+drop trigger if exists raw_events_done_truncated on spectrum.raw_events;
+
+create or replace trigger raw_events_status_changed
   after update on spectrum.raw_events
   for each row
-  when ((old.status = 'done') <> (new.status = 'done') and old.status <> 'pending')
+  when (old.status <> new.status and old.status <> 'pending'
+        and (old.status in ('done', 'failed') or new.status in ('done', 'failed')))
   execute function spectrum.status_totals_track();
 
-create or replace trigger raw_events_done_reset
+create or replace trigger raw_events_status_reset
   before update on spectrum.raw_events
   for each statement
   execute function spectrum.status_totals_track();
 
-create or replace trigger raw_events_done_flush
+create or replace trigger raw_events_status_flush
   after update on spectrum.raw_events
   for each statement
   execute function spectrum.status_totals_track();
 
-create or replace trigger raw_events_done_deleted
+create or replace trigger raw_events_status_deleted
   after delete on spectrum.raw_events
   referencing old table as gone
   for each statement
   execute function spectrum.status_totals_track();
 
-create or replace trigger raw_events_done_truncated
+create or replace trigger raw_events_status_truncated
   after truncate on spectrum.raw_events
   for each statement
   execute function spectrum.status_totals_track();
 
-comment on trigger raw_events_done_changed on spectrum.raw_events is
-  'Counts rows leaving done (or entering it from failed/processing) for spectrum.status_totals; never fires for the pipeline''s own pending -> done update.';
-comment on trigger raw_events_done_reset on spectrum.raw_events is
-  'Zeroes the statement''s done-count change before its rows are counted.';
-comment on trigger raw_events_done_flush on spectrum.raw_events is
-  'Writes the done-count change of the statement to spectrum.status_totals once.';
-comment on trigger raw_events_done_deleted on spectrum.raw_events is
-  'Subtracts the deleted done rows from spectrum.status_totals.';
-comment on trigger raw_events_done_truncated on spectrum.raw_events is
-  'Resets the done count of spectrum.status_totals to 0 on TRUNCATE.';
+comment on trigger raw_events_status_changed on spectrum.raw_events is
+  'Counts rows leaving or entering done or failed (other than from pending) for spectrum.status_totals; never fires for the pipeline''s own updates.';
+comment on trigger raw_events_status_reset on spectrum.raw_events is
+  'Zeroes the statement''s count changes before its rows are counted.';
+comment on trigger raw_events_status_flush on spectrum.raw_events is
+  'Writes the count changes of the statement to spectrum.status_totals once.';
+comment on trigger raw_events_status_deleted on spectrum.raw_events is
+  'Subtracts the deleted done and failed rows from spectrum.status_totals.';
+comment on trigger raw_events_status_truncated on spectrum.raw_events is
+  'Resets the counts of spectrum.status_totals to 0 on TRUNCATE.';
 
 revoke all on function spectrum.status_totals_track() from public;

@@ -100,7 +100,17 @@ begin
            retried = retried + v_result.retried,
            superseded = superseded + v_result.superseded
      where run_id = v_run_id;
-    update spectrum.status_totals set events = events + v_result.done where status = 'done';
+    -- The batch's done and failed rows (record_unexpected_error's failures included), both
+    -- counter rows locked in status order as every writer does; the done id_floor lowered to
+    -- the batch's smallest id when that is below it (status_totals).
+    update spectrum.status_totals t
+       set events = t.events + case t.status when 'done' then v_result.done else v_result.failed end,
+           id_floor = case when t.status = 'done' and v_result.done > 0
+                           then least(t.id_floor, (select i from pg_catalog.unnest(v_ids) i order by i limit 1))
+                           else t.id_floor end
+      from (select s.status from spectrum.status_totals s
+             where s.status in ('done', 'failed') order by s.status for update) l
+     where t.status = l.status;
     commit;
     v_last_batch := clock_timestamp() - v_batch_started;
 

@@ -15,6 +15,8 @@
  *   3. Prunes cron.job_run_details (and spectrum.maintenance_runs) older than p_cron_history,
  *      when pg_cron's tables are in this database; when pg_cron lives in another database of
  *      the cluster it says so (NOTICE) and leaves them alone.
+ *   4. Raises the done id_floor of spectrum.status_totals to the first done row (what keeps
+ *      spectrum.pipeline_status from walking past old failed rows).
  * One run at a time: every transaction of a run (each step and chunk commits) first takes a
  * transaction-level advisory lock; a call that does not get it returns at once with a NOTICE.
  * Never a session lock: one left behind by a run that raised in a psql session would make
@@ -41,6 +43,8 @@ declare
   v_from uuid;
   v_to uuid;
   v_ids uuid[];
+  v_floor uuid;
+  v_first uuid;
   v_n bigint;
   v_deleted bigint := 0;
   v_pruned bigint;
@@ -156,6 +160,18 @@ begin
     get diagnostics v_pruned = row_count;
   end if;
   delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
+
+  -- 4. The done id_floor of status_totals up to the first done row, so that pipeline_status
+  -- starts its search past the old failed rows that retention keeps. Under the counter row's
+  -- lock, taken last and held only to the commit: a batch (or trigger) that made a lower row
+  -- done has either committed, and the search sees the row, or lowers the floor after this.
+  select id_floor into v_floor from spectrum.status_totals where status = 'done' for update;
+  if found then
+    select id into v_first from spectrum.raw_events where status = 'done' and id >= v_floor order by id limit 1;
+    if v_first > v_floor then
+      update spectrum.status_totals set id_floor = v_first where status = 'done';
+    end if;
+  end if;
 
   update spectrum.maintenance_runs
      set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned, note = v_note

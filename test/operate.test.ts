@@ -32,15 +32,31 @@ afterAll(async () => {
 
 const fresh = () => db.sql`truncate spectrum.raw_events, spectrum.pipeline_runs`;
 
-/** The done counter, the view and the rows agree; returns the done count. */
+/** The done and failed counters, the view and the rows agree; returns the done count. */
 async function counterIsExact(): Promise<number> {
   const [r] = await db.sql`
     select (select events from spectrum.status_totals where status = 'done')::int as counted,
            (select events from spectrum.pipeline_status where status = 'done')::int as shown,
-           (select count(*) from spectrum.raw_events where status = 'done')::int as actual`;
+           (select count(*) from spectrum.raw_events where status = 'done')::int as actual,
+           (select events from spectrum.status_totals where status = 'failed')::int as failed_counted,
+           (select events from spectrum.pipeline_status where status = 'failed')::int as failed_shown,
+           (select count(*) from spectrum.raw_events where status = 'failed')::int as failed_actual`;
   expect(r!.counted).toBe(r!.actual);
   expect(r!.shown).toBe(r!.actual);
+  expect(r!.failed_counted).toBe(r!.failed_actual);
+  expect(r!.failed_shown).toBe(r!.failed_actual);
   return r!.actual as number;
+}
+
+/** pipeline_status shows what the seed's group-by query finds: counts and oldest received_at. */
+async function statusIsExact(): Promise<void> {
+  const shown = await db.sql`select status, events::int, oldest_received_at from spectrum.pipeline_status order by status`;
+  const seed = await db.sql`
+    select s.status, count(r.status)::int as events, min(r.received_at) as oldest_received_at
+      from unnest(array['done', 'failed', 'pending', 'processing']) s(status)
+      left join spectrum.raw_events r on r.status = s.status
+     group by 1 order by 1`;
+  expect(shown).toEqual(seed);
 }
 
 const statusOf = async (ids: string[]) =>
@@ -173,8 +189,10 @@ describe('spectrum.reprocess', () => {
   it('is callable by name by the operator role, which cannot update raw_events itself', async () => {
     const [r] = await operator`select spectrum.reprocess(status => 'failed') as n`;
     expect(Number(r!.n)).toBeGreaterThan(0);
-    // The counter's running sum cannot be seeded from the session.
+    // The counters' running sums cannot be seeded from the session.
     await operator`set spectrum.done_delta = '1000'`;
+    await operator`set spectrum.failed_delta = '1000'`;
+    await operator`set spectrum.done_floor = 'ffffffff-ffff-ffff-ffff-ffffffffffff'`;
     const [one] = await operator`select spectrum.reprocess(ids => array[${good[5]!}]::uuid[]) as n`;
     expect(Number(one!.n)).toBe(1);
     await counterIsExact();
@@ -192,15 +210,17 @@ describe('spectrum.reprocess', () => {
   });
 });
 
-describe('the done counter behind pipeline_status', () => {
+describe('the done and failed counters behind pipeline_status', () => {
   beforeAll(async () => {
     await fresh();
     await insertEvents(db.sql, [...valid(40), { account_id: 'x' }, { account_id: 'y' }]);
     await runPipeline(db.sql, 'p_batch_size => 7');
   });
 
-  it('counts what the pipeline marks done', async () => {
+  it('counts what the pipeline marks done and failed', async () => {
     expect(await counterIsExact()).toBe(40);
+    const [failed] = await db.sql`select events::int from spectrum.status_totals where status = 'failed'`;
+    expect(failed!.events).toBe(2);
   });
 
   it('follows a manual DELETE of done and of failed rows', async () => {
@@ -218,22 +238,26 @@ describe('the done counter behind pipeline_status', () => {
     expect(await counterIsExact()).toBe(38);
   });
 
-  it('is repaired by recount_status after a change it cannot see (pending set done by hand)', async () => {
-    await insertEvents(db.sql, valid(2));
-    await db.sql`update spectrum.raw_events set status = 'done' where status = 'pending'`;
-    const [drift] = await db.sql`select events::int from spectrum.status_totals where status = 'done'`;
-    expect(drift!.events).toBe(38);
+  it('is repaired by recount_status after changes it cannot see (pending set done or failed by hand)', async () => {
+    const [one, two, three] = await insertEvents(db.sql, valid(3));
+    await db.sql`update spectrum.raw_events set status = 'done' where id in (${one!}, ${two!})`;
+    await db.sql`update spectrum.raw_events set status = 'failed' where id = ${three!}`;
+    const drift = await db.sql`select status, events::int from spectrum.status_totals order by status`;
+    expect(drift.map((d) => d.events)).toEqual([38, 0]);
     const [r] = await db.sql`select spectrum.recount_status() as n`;
     expect(Number(r!.n)).toBe(40);
     expect(await counterIsExact()).toBe(40);
+    await statusIsExact();
   });
 
   it('goes to 0 on TRUNCATE', async () => {
     await db.sql`truncate spectrum.raw_events`;
     expect(await counterIsExact()).toBe(0);
+    const totals = await db.sql`select events::int from spectrum.status_totals`;
+    expect(totals.map((t) => t.events)).toEqual([0, 0]);
   });
 
-  it('costs the pipeline\'s pending -> done update no trigger call per row', async () => {
+  it('costs the pipeline\'s pending -> done or failed update no trigger call per row', async () => {
     await insertEvents(db.sql, valid(50));
     const triggersOf = async (statement: string) => {
       let found: { 'Trigger Name': string; Calls: number }[] = [];
@@ -250,15 +274,137 @@ describe('the done counter behind pipeline_status', () => {
       return Object.fromEntries(found.map((t) => [t['Trigger Name'], t.Calls]));
     };
     const pipeline = await triggersOf(
-      `update spectrum.raw_events set status = 'done', processed_at = now(), attempts = attempts + 1 where status = 'pending'`,
+      `update spectrum.raw_events set status = case when random() < 0.5 then 'done' else 'failed' end,
+              processed_at = now(), attempts = attempts + 1 where status = 'pending'`,
     );
-    expect(pipeline.raw_events_done_changed).toBeUndefined();
-    expect(pipeline.raw_events_done_flush).toBe(1);
-    expect(pipeline.raw_events_done_reset).toBe(1);
+    expect(pipeline.raw_events_status_changed).toBeUndefined();
+    expect(pipeline.raw_events_status_flush).toBe(1);
+    expect(pipeline.raw_events_status_reset).toBe(1);
+    const retry = await triggersOf(`update spectrum.raw_events set attempts = attempts + 1 where status = 'pending'`);
+    expect(retry.raw_events_status_changed).toBeUndefined();
     await runPipeline(db.sql);
     const manual = await triggersOf(`update spectrum.raw_events set status = 'failed' where status = 'done'`);
-    expect(manual.raw_events_done_changed).toBe(50);
+    expect(manual.raw_events_status_changed).toBe(50);
     expect(await counterIsExact()).toBe(50);
+  });
+});
+
+describe('spectrum.pipeline_status', () => {
+  beforeAll(fresh);
+  const bad = (n: number) => Array.from({ length: n }, () => ({ event_type: 'click', account_id: 'nope' }));
+  const set = (status: string, ids: string[]) => db.sql`update spectrum.raw_events set status = ${status} where id = any (${ids}::uuid[])`;
+  const keepRows = () => db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+
+  it('shows what the seed\'s group-by query finds after pipeline, reprocess, manual updates, deletes and truncate', async () => {
+    await statusIsExact();
+    // Oldest first: the failures, then the good events, each insert at its own received_at.
+    const early = await insertEvents(db.sql, bad(4));
+    const good = await insertEvents(db.sql, valid(30));
+    await insertEvents(db.sql, [...valid(5), ...bad(3)]);
+    await statusIsExact();
+    await runPipeline(db.sql, 'p_batch_size => 8');
+    await statusIsExact();
+    await keepRows(); // the done floor goes up to good[0], past the early failures
+    await statusIsExact();
+
+    // An early failure fixed and reprocessed: the batch makes done a row below the floor.
+    await db.sql`update spectrum.raw_events set payload = payload || ${db.sql.json({ account_id: ACCOUNT })} where id = ${early[0]!}`;
+    await db.sql`select spectrum.reprocess(ids => array[${early[0]!}]::uuid[])`;
+    await statusIsExact();
+    await runPipeline(db.sql);
+    await statusIsExact();
+    await keepRows();
+
+    // By hand: done -> failed, failed -> done (below the floor), done -> processing -> pending
+    // (the next run) -> done, processing -> failed.
+    await set('failed', [early[0]!, good[0]!]);
+    await statusIsExact();
+    await keepRows(); // the floor up to good[1]
+    await set('done', [early[1]!]);
+    await statusIsExact();
+    await set('processing', good.slice(1, 4));
+    await statusIsExact();
+    await set('failed', [good[3]!]);
+    await statusIsExact();
+    await runPipeline(db.sql);
+    await statusIsExact();
+
+    // Reprocess by status, with failures from unexpected errors among them.
+    await db.sql`create function public.status_boom() returns trigger language plpgsql as $$
+      begin
+        if new.event_type = 'boom' then raise exception 'kaboom' using errcode = 'XX125'; end if;
+        return new;
+      end $$`;
+    await db.sql`create trigger boom before insert on spectrum.fact_events for each row execute function public.status_boom()`;
+    try {
+      await insertEvents(db.sql, [{ event_type: 'boom', account_id: ACCOUNT }, ...valid(2)]);
+      await db.sql`select spectrum.reprocess(status => 'done', ids => ${good.slice(10, 15)}::uuid[])`;
+      await db.sql`select spectrum.reprocess(status => 'failed')`;
+      await statusIsExact();
+      await db.sql.unsafe('call spectrum.process_pending(p_max_attempts => 1)');
+      await statusIsExact();
+    } finally {
+      await db.sql`drop trigger boom on spectrum.fact_events`;
+      await db.sql`drop function public.status_boom()`;
+    }
+
+    // Several statements in one transaction, then deletes of both kinds.
+    await db.sql.begin(async (tx) => {
+      await tx`update spectrum.raw_events set status = 'failed' where id = any (${good.slice(20, 23)}::uuid[])`;
+      await tx`delete from spectrum.raw_events where id = ${good[20]!}`;
+      await tx`update spectrum.raw_events set status = 'done' where id = ${good[21]!}`;
+    });
+    await statusIsExact();
+    await db.sql`delete from spectrum.raw_events where id = any (${[...early, ...good.slice(5, 10)]}::uuid[])`;
+    await statusIsExact();
+    await keepRows();
+    await statusIsExact();
+
+    await db.sql`truncate spectrum.raw_events`;
+    await statusIsExact();
+    await insertEvents(db.sql, [...valid(3), ...bad(2)]);
+    await runPipeline(db.sql);
+    await statusIsExact();
+  });
+
+  it('reads neither the done rows nor the failed rows: one row of each at most', async () => {
+    await fresh();
+    // 50,000 old failures (the lowest ids, as retention leaves them), then done rows, then a
+    // small backlog.
+    await db.sql`
+      insert into spectrum.raw_events (id, payload, received_at, status, processed_at, error_msg, attempts)
+      select spectrum.uuid_v7(t), '{"event_type": "old"}', t,
+             case when g <= 50000 then 'failed' when g <= 60000 then 'done' else 'pending' end,
+             case when g <= 60000 then t end, case when g <= 50000 then 'account_id: missing' end,
+             case when g <= 60000 then 1 else 0 end
+        from generate_series(1, 60010) g, lateral (select now() - interval '30 days' + g * interval '1 second' as t) s`;
+    await db.sql`vacuum analyze spectrum.raw_events`;
+    /** Rows the view's plan takes from raw_events, returned or filtered out. */
+    const rowsRead = async () => {
+      const [row] = await db.sql.unsafe('explain (analyze, format json) select * from spectrum.pipeline_status');
+      const plan = row!['QUERY PLAN'];
+      let read = 0;
+      const walk = (node: Record<string, unknown>) => {
+        if (node['Relation Name'] === 'raw_events')
+          read += Number(node['Actual Rows']) * Number(node['Actual Loops']) + Number(node['Rows Removed by Filter'] ?? 0);
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((typeof plan === 'string' ? JSON.parse(plan) : plan)[0].Plan);
+      return read;
+    };
+
+    // Inserted by hand, not yet recounted: the done floor is still the nil uuid, so the search
+    // for the oldest done row walks past every failure (the old view's cost, every time).
+    expect(await rowsRead()).toBeGreaterThan(50000);
+    // recount_status sets the floor, and so does maintenance (from the nil uuid again): the
+    // 10 pending rows, the first failed entry, the first done row.
+    await db.sql`select spectrum.recount_status()`;
+    await statusIsExact();
+    expect(await rowsRead()).toBe(12);
+    await db.sql`update spectrum.status_totals set id_floor = '00000000-0000-0000-0000-000000000000'`;
+    await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+    expect(await rowsRead()).toBe(12);
+    await statusIsExact();
   });
 });
 
