@@ -3,7 +3,9 @@
  * benchmark's own databases (never in a migration):
  *   - bench.reference_process: the plain-SQL reference, the fewest set-based statements doing
  *     the same work per batch (claim + validate + extract into a temp table, upsert the three
- *     dimensions, insert facts, mark statuses, commit). Same checks, same helpers.
+ *     dimensions, insert facts, mark statuses, commit). Same checks, same helpers. Facts are
+ *     deduplicated by their own key; bench.reference_exactly_once adds the pipeline's
+ *     event-level exactly-once (spectrum.event_index), written by hand.
  *   - bench.naive_process: the seed's first way, a PL/pgSQL loop over pending rows with a
  *     savepoint (BEGIN … EXCEPTION) per event, casting and upserting one row at a time;
  *     bench.naive_process_widen_only, the same with guarded dimension upserts.
@@ -57,21 +59,74 @@ $$;
 create function bench.as_text(p jsonb) returns text language sql immutable as $$
   select case when jsonb_typeof(p) = 'string' then nullif(btrim(p #>> '{}'), '') end
 $$;
+`;
 
-create procedure bench.reference_process(p_batch_size integer default 20000)
+
+// Facts deduplicated by their own key: a retry with the same account and timestamp replaces
+// the fact; one that changed either would leave two (the pipeline's event_index prevents that).
+const FACTS_BY_KEY = String.raw`
+    insert into spectrum.fact_events as f (event_id, raw_event_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties)
+    select distinct on (event_id) event_id, raw_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties
+      from ref_batch where error_msg is null
+     order by event_id, received_at desc, raw_id desc
+    on conflict (account_id, event_id, occurred_at) do update
+       set raw_event_id = excluded.raw_event_id, event_type = excluded.event_type, received_at = excluded.received_at,
+           user_id = excluded.user_id, geo_id = excluded.geo_id, properties = excluded.properties
+     where (excluded.received_at, excluded.raw_event_id) >= (f.received_at, f.raw_event_id);`;
+
+// The pipeline's exactly-once, written by hand: the newest version of each event wins in
+// spectrum.event_index, a replaced version's fact is deleted, winners are marked in the batch.
+const EVENT_INDEX = String.raw`
+    with newest as (
+      select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
+        from ref_batch_x where error_msg is null
+       order by event_id, received_at desc, raw_id desc
+    ), won as (
+      insert into spectrum.event_index as x (event_id, raw_event_id, received_at, account_id, occurred_at)
+      select event_id, raw_id, received_at, account_id, occurred_at from newest order by event_id
+      on conflict (event_id) do update
+         set raw_event_id = excluded.raw_event_id, received_at = excluded.received_at, account_id = excluded.account_id,
+             occurred_at = excluded.occurred_at, prev_account_id = x.account_id, prev_occurred_at = x.occurred_at
+       where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
+      returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
+    )
+    update ref_batch_x b set won = true, prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
+      from won where b.raw_id = won.raw_event_id;
+`;
+
+const FACTS_EXACTLY_ONCE = String.raw`
+    delete from spectrum.fact_events f using ref_batch_x b
+     where b.won and b.prev_account_id is not null
+       and f.account_id = b.prev_account_id and f.event_id = b.event_id and f.occurred_at = b.prev_occurred_at;
+
+    insert into spectrum.fact_events (event_id, raw_event_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties)
+    select event_id, raw_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties
+      from ref_batch_x where won;`;
+
+/**
+ * The plain-SQL reference: per batch, one statement claims, validates and extracts into a temp
+ * table, then one statement per dimension, the facts, and the one status update; commit.
+ * exactlyOnce adds the pipeline's event-level guarantee (see EVENT_INDEX).
+ */
+function referenceProcedure(name: string, exactlyOnce: boolean): string {
+  const x = exactlyOnce;
+  const batch = x ? 'ref_batch_x' : 'ref_batch';
+  const valid = x ? 'won' : 'error_msg is null';
+  return String.raw`
+create procedure bench.${name}(p_batch_size integer default 20000)
 language plpgsql as $proc$
 declare
   v_now timestamptz;
   v_rows bigint;
 begin
-  create temp table if not exists ref_batch (
+  create temp table if not exists ${batch} (
     raw_id uuid, received_at timestamptz, error_msg text, event_id uuid, event_type text,
     account_id uuid, user_id text, occurred_at timestamptz, geo_id uuid, country text,
-    region text, city text, properties jsonb
+    region text, city text, properties jsonb${x ? ', won boolean, prev_account_id uuid, prev_occurred_at timestamptz' : ''}
   ) on commit delete rows;
   loop
     v_now := clock_timestamp();
-    insert into ref_batch
+    insert into ${batch}
     select raw_id, received_at,
            nullif(concat_ws('; ',
              case when jsonb_typeof(g) not in ('object', 'null') then 'geo: ' || spectrum.json_excerpt(g) || ' is not an object' end,
@@ -122,48 +177,40 @@ begin
     get diagnostics v_rows = row_count;
     exit when v_rows = 0;
     -- Statistics for the null fractions the filters test, as the pipeline does.
-    analyze ref_batch (error_msg, user_id, geo_id);
-
+    analyze ${batch} (error_msg, user_id, geo_id);
+${x ? EVENT_INDEX : ''}
     insert into spectrum.dim_accounts as d (account_id, first_seen_at, last_seen_at)
-    select account_id, min(occurred_at), max(occurred_at) from ref_batch where error_msg is null
+    select account_id, min(occurred_at), max(occurred_at) from ${batch} where ${valid}
      group by account_id order by account_id
     on conflict (account_id) do update
        set first_seen_at = least(d.first_seen_at, excluded.first_seen_at), last_seen_at = greatest(d.last_seen_at, excluded.last_seen_at)
      where excluded.first_seen_at < d.first_seen_at or excluded.last_seen_at > d.last_seen_at;
 
     insert into spectrum.dim_users as d (account_id, user_id, first_seen_at, last_seen_at)
-    select account_id, user_id, min(occurred_at), max(occurred_at) from ref_batch where error_msg is null and user_id is not null
+    select account_id, user_id, min(occurred_at), max(occurred_at) from ${batch} where ${valid} and user_id is not null
      group by account_id, user_id order by account_id, user_id
     on conflict (account_id, user_id) do update
        set first_seen_at = least(d.first_seen_at, excluded.first_seen_at), last_seen_at = greatest(d.last_seen_at, excluded.last_seen_at)
      where excluded.first_seen_at < d.first_seen_at or excluded.last_seen_at > d.last_seen_at;
 
     insert into spectrum.dim_geography (geo_id, country, region, city)
-    select distinct on (geo_id) geo_id, country, region, city from ref_batch where error_msg is null and geo_id is not null
+    select distinct on (geo_id) geo_id, country, region, city from ${batch} where ${valid} and geo_id is not null
      order by geo_id
     on conflict do nothing;
 
-    insert into spectrum.fact_events as f (event_id, raw_event_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties)
-    select distinct on (event_id) event_id, raw_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties
-      from ref_batch where error_msg is null
-     order by event_id, received_at desc, raw_id desc
-    on conflict (account_id, event_id, occurred_at) do update
-       set raw_event_id = excluded.raw_event_id, event_type = excluded.event_type, received_at = excluded.received_at,
-           user_id = excluded.user_id, geo_id = excluded.geo_id, properties = excluded.properties
-     where (excluded.received_at, excluded.raw_event_id) >= (f.received_at, f.raw_event_id);
-
+${x ? FACTS_EXACTLY_ONCE : FACTS_BY_KEY}
     update spectrum.raw_events e
        set status = case when b.error_msg is null then 'done' else 'failed' end,
            processed_at = v_now, error_msg = b.error_msg, attempts = e.attempts + 1
-      from ref_batch b
+      from ${batch} b
      where e.id = b.raw_id;
     commit;
   end loop;
 end
-$proc$;
+$proc$;`;
+}
 
-`;
-
+export const REFERENCE_SCHEMA = referenceProcedure('reference_process', false) + referenceProcedure('reference_exactly_once', true);
 
 /**
  * The naive loop, one event at a time in a savepoint. widenOnly adds the guard a careful
