@@ -2,15 +2,23 @@
  * ensure_fact_partitions: creates the monthly fact partitions for p_months that do not exist.
  * Callers: spectrum.process_pending (in a transaction of its own, holding no row locks) and
  * spectrum.maintenance (months ahead). Safe under concurrency: creators queue on an advisory
- * lock and re-check. The partition is created as a plain table and then ATTACHed, which takes
- * only SHARE UPDATE EXCLUSIVE on fact_events, so running batches keep inserting; there is no
+ * lock and re-check. The partition is created as a plain table and then ATTACHed: there is no
  * default partition whose scan could block or fail the attach.
+ *
+ * The attach takes SHARE UPDATE EXCLUSIVE on fact_events (batches keep inserting facts), but
+ * cloning the foreign keys takes SHARE ROW EXCLUSIVE on each dimension table: it waits for
+ * the running batches' uncommitted dimension upserts (about one batch), and new upserts queue
+ * behind it meanwhile. So it waits at most lock_timeout (5 s) for any lock and then raises
+ * 55P03 (lock_not_available), leaving nothing half-made; process_pending then stops with
+ * 'contention' (its rows stay pending for the next tick), and maintenance, which creates
+ * months ahead, keeps this off the pipeline's normal path.
  */
 create or replace function spectrum.ensure_fact_partitions(p_months timestamptz[])
 returns integer
 language plpgsql
 volatile
 set timezone = 'UTC'
+set lock_timeout = '5s'
 set search_path = pg_catalog, pg_temp
 as $$
 declare
@@ -23,6 +31,9 @@ begin
     v_month := pg_catalog.date_trunc('month', v_month);
     v_name := spectrum.fact_partition_name(v_month);
     execute format('create table spectrum.%I (like spectrum.fact_events including defaults)', v_name);
+    execute format('comment on table spectrum.%I is %L', v_name,
+                   format('Facts that occurred in %s (UTC): a monthly partition of spectrum.fact_events.',
+                          pg_catalog.to_char(v_month, 'YYYY-MM')));
     execute format('alter table spectrum.%I add constraint %I check (occurred_at >= %L and occurred_at < %L)',
                    v_name, v_name || '_range', v_month, v_month + interval '1 month');
     execute format('alter table spectrum.fact_events attach partition spectrum.%I for values from (%L) to (%L)',
@@ -35,6 +46,27 @@ end
 $$;
 
 comment on function spectrum.ensure_fact_partitions(timestamptz[]) is
-  'Creates the missing monthly partitions of spectrum.fact_events for the months p_months; returns how many it created.';
+  'Creates the missing monthly partitions of spectrum.fact_events for the months p_months; returns how many it created. Waits at most 5 s for a lock, then raises 55P03.';
 
 revoke all on function spectrum.ensure_fact_partitions(timestamptz[]) from public;
+
+-- Partitions created before they were given a comment.
+do $$
+declare
+  v_part regclass;
+  v_from timestamptz;
+begin
+  for v_part, v_from in
+    select c.oid::regclass,
+           pg_catalog.substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid), $re$FROM \('([^']+)'\)$re$)::timestamptz
+      from pg_catalog.pg_inherits i
+      join pg_catalog.pg_class c on c.oid = i.inhrelid
+     where i.inhparent = 'spectrum.fact_events'::regclass
+       and pg_catalog.obj_description(c.oid, 'pg_class') is null
+  loop
+    execute format('comment on table %s is %L', v_part,
+                   format('Facts that occurred in %s (UTC): a monthly partition of spectrum.fact_events.',
+                          pg_catalog.to_char(v_from at time zone 'UTC', 'YYYY-MM')));
+  end loop;
+end
+$$;

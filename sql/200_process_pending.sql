@@ -85,7 +85,14 @@ begin
         raise exception 'fact partitions for % are still missing after creating them', v_result.missing_months
           using hint = 'Check that spectrum.ensure_fact_partitions can create tables in schema spectrum.', errcode = '55000';
       end if;
-      perform spectrum.ensure_fact_partitions(v_result.missing_months);
+      begin
+        perform spectrum.ensure_fact_partitions(v_result.missing_months);
+      exception when lock_not_available then
+        -- The attach waited its lock_timeout for running batches' dimension upserts: the rows
+        -- stay pending and the next tick retries.
+        v_stop := 'contention';
+        exit;
+      end;
       commit;
       continue;
     end if;

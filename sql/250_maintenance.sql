@@ -3,7 +3,9 @@
  * sql/schedule.json) or by hand: `CALL spectrum.maintenance();`. Nobody but the owner may run
  * it. Must be CALLed outside a transaction block (it commits between steps and chunks).
  *   1. Creates the fact partitions of the current month and p_months_ahead months ahead, so
- *      the pipeline rarely has to create one itself.
+ *      the pipeline rarely has to create one itself. When the attach times out behind running
+ *      batches' dimension upserts (ensure_fact_partitions), it says so in the note and the
+ *      next run retries; the other steps go on.
  *   2. Retention: deletes done raw rows received longer ago than p_retention, in committed
  *      chunks of p_batch rows, in id order. Old rows are found by id range: time-ordered ids
  *      below spectrum.uuid_v7(cutoff), ids that are not (gen_random_uuid, an import) above
@@ -49,6 +51,7 @@ declare
   v_deleted bigint := 0;
   v_pruned bigint;
   v_note text;
+  v_cron_note text;
   v_cron oid;
 begin
   if p_months_ahead is null or p_months_ahead not between 0 and 120 then
@@ -85,11 +88,19 @@ begin
 
   insert into spectrum.maintenance_runs (started_at) values (v_now) returning run_id into v_run_id;
 
-  -- 1. Fact partitions: this month and p_months_ahead more (UTC months).
-  v_created := spectrum.ensure_fact_partitions(array(
-    select (pg_catalog.date_trunc('month', v_now at time zone 'UTC') + pg_catalog.make_interval(months => m)) at time zone 'UTC'
-      from pg_catalog.generate_series(0, p_months_ahead) m));
-  update spectrum.maintenance_runs set partitions_created = v_created where run_id = v_run_id;
+  -- 1. Fact partitions: this month and p_months_ahead more (UTC months). An attach that waited
+  -- its lock timeout for running batches' dimension upserts is left to the next run (the months
+  -- ahead leave time); retention goes on regardless.
+  begin
+    v_created := spectrum.ensure_fact_partitions(array(
+      select (pg_catalog.date_trunc('month', v_now at time zone 'UTC') + pg_catalog.make_interval(months => m)) at time zone 'UTC'
+        from pg_catalog.generate_series(0, p_months_ahead) m));
+  exception when lock_not_available then
+    v_created := 0;
+    v_note := 'fact partitions not created: a lock wait timed out behind running pipeline batches (the next run retries)';
+    raise notice 'spectrum.maintenance: %', v_note;
+  end;
+  update spectrum.maintenance_runs set partitions_created = v_created, note = v_note where run_id = v_run_id;
   commit;
 
   -- 2. Retention of done raw rows, chunk by chunk, keyset on id (no chunk rescans the rows
@@ -135,7 +146,8 @@ begin
   if v_taken_over then
     -- Another call got the lock between two of this run's transactions: it does the rest.
     update spectrum.maintenance_runs
-       set finished_at = pg_catalog.clock_timestamp(), note = 'stopped during retention: another maintenance run took over'
+       set finished_at = pg_catalog.clock_timestamp(),
+           note = pg_catalog.concat_ws('; ', v_note, 'stopped during retention: another maintenance run took over')
      where run_id = v_run_id;
     commit;
     raise notice 'spectrum.maintenance: another maintenance run took over: stopped after % fact partitions created, % done raw rows deleted',
@@ -146,13 +158,13 @@ begin
   -- 3. Run history.
   select n.oid into v_cron from pg_catalog.pg_namespace n where n.nspname = 'cron';
   if v_cron is null or not pg_catalog.has_schema_privilege(v_cron, 'usage') then
-    v_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
-              || coalesce(pg_catalog.current_setting('cron.database_name', true), '?')
-              || '): prune it there';
-    raise notice 'spectrum.maintenance: %', v_note;
+    v_cron_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
+                   || coalesce(pg_catalog.current_setting('cron.database_name', true), '?')
+                   || '): prune it there';
+    raise notice 'spectrum.maintenance: %', v_cron_note;
   elsif not coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('cron.job_run_details'), 'delete'), false) then
-    v_note := 'no delete privilege on cron.job_run_details: not pruned';
-    raise notice 'spectrum.maintenance: %', v_note;
+    v_cron_note := 'no delete privilege on cron.job_run_details: not pruned';
+    raise notice 'spectrum.maintenance: %', v_cron_note;
   else
     -- Dynamic: the table exists only in pg_cron's database.
     execute pg_catalog.format('delete from %s.job_run_details where coalesce(end_time, start_time) < $1', v_cron::regnamespace)
@@ -174,7 +186,8 @@ begin
   end if;
 
   update spectrum.maintenance_runs
-     set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned, note = v_note
+     set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned,
+         note = nullif(pg_catalog.concat_ws('; ', v_note, v_cron_note), '')
    where run_id = v_run_id;
   commit;
   raise notice 'spectrum.maintenance: % fact partitions created, % done raw rows received before % deleted, % cron.job_run_details rows pruned',
