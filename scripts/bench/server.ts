@@ -3,13 +3,12 @@
  * pg_stat_statements preloaded. It is stopped and removed at the end, on error and on Ctrl-C,
  * so a benchmark never leaves a server or gigabytes behind.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startCluster, stopCluster, type Cluster } from '../lib/cluster.ts';
 import { connect, withDatabase, type Sql } from '../lib/db.ts';
-import { migrateDatabase } from '../lib/migrate.ts';
-import { projectRoot } from '../lib/paths.ts';
+import { migrateWorkingTree } from '../lib/migrate.ts';
 
 /*
  * Settings: production-like durability (fsync, synchronous_commit and full_page_writes stay
@@ -74,16 +73,7 @@ export async function migratedDatabase(server: BenchServer, name: string): Promi
   await server.admin.unsafe(`drop database if exists ${name} with (force)`);
   await server.admin.unsafe(`create database ${name}`);
   const url = server.cluster.url(name);
-  await migrateDatabase(url, { schedule: false, log: () => {} });
-  const current = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8');
-  if (current.trim()) {
-    const sql = connect(url, { max: 1 });
-    try {
-      await sql.begin((tx) => tx.unsafe(current));
-    } finally {
-      await sql.end();
-    }
-  }
+  await migrateWorkingTree(url);
   return url;
 }
 

@@ -2,6 +2,7 @@
  * Applies the committed migrations (graphile-migrate) to a database, then the pg_cron
  * schedule. Shared by `npm run migrate`, `npm start`, the tests and the benchmark.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { migrate } from 'graphile-migrate';
 // graphile-migrate keeps its pools alive briefly after use, and exits the process when one of
@@ -47,4 +48,21 @@ export async function migrateDatabase(url: string, opts: MigrateOptions = {}): P
     clearAllPools();
   }
   if (opts.schedule !== false) await applySchedule(url, undefined, log);
+}
+
+/**
+ * Migrates as a development tree stands: the committed migrations, then migrations/current.sql
+ * (what `npm run build` planned and nobody committed yet) in one transaction. For the tests and
+ * the benchmark; in CI `npm run build -- --check` has already failed if current.sql is not empty.
+ */
+export async function migrateWorkingTree(url: string, opts: { schedule?: boolean } = {}): Promise<void> {
+  await migrateDatabase(url, { schedule: opts.schedule ?? false, log: () => {} });
+  const current = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8');
+  if (!current.trim()) return;
+  const sql = connect(url, { max: 1 });
+  try {
+    await sql.begin((tx) => tx.unsafe(current));
+  } finally {
+    await sql.end();
+  }
 }
