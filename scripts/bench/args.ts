@@ -30,22 +30,23 @@ export const USAGE = `usage: npm run bench -- [--events N] [--status-rows N] [--
   --pgbench-seconds N  seconds of 8-client single-row INSERTs (default 10; 0 skips)
   --out FILE           the markdown results file (default bench-results/latest.md)`;
 
-const LIMITS: Record<string, [number, number]> = {
-  '--events': [1000, 1_000_000],
-  '--status-rows': [0, 50_000_000],
-  '--rounds': [1, 20],
-  '--batch-size': [100, 1_000_000],
-  '--pgbench-seconds': [0, 600],
+/** Each option's [minimum, maximum, example]. */
+const LIMITS: Record<string, [number, number, number]> = {
+  '--events': [1000, 1_000_000, 100_000],
+  '--status-rows': [0, 50_000_000, 10_000_000],
+  '--rounds': [1, 20, 3],
+  '--batch-size': [100, 1_000_000, 20_000],
+  '--pgbench-seconds': [0, 600, 10],
 };
 
 function integer(flag: string, raw: string | undefined): number {
-  const [min, max] = LIMITS[flag]!;
+  const [min, max, example] = LIMITS[flag]!;
   const text = (raw ?? '').replace(/_/g, '');
   const n = Number(text);
   if (raw === undefined || raw.startsWith('--'))
-    throw new BenchUsageError(`${flag} needs a value: e.g. npm run bench -- ${flag} ${min || 1}`);
+    throw new BenchUsageError(`${flag} needs a value: e.g. npm run bench -- ${flag} ${example}`);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max)
-    throw new BenchUsageError(`${flag} ${raw} is not a whole number from ${min} to ${max}: e.g. npm run bench -- ${flag} ${Math.max(min, 1)}`);
+    throw new BenchUsageError(`${flag} ${raw} is not a whole number from ${min} to ${max}: e.g. npm run bench -- ${flag} ${example}`);
   return n;
 }
 
