@@ -3,10 +3,7 @@
  * pg_stat_statements preloaded. It is stopped and removed at the end, on error and on Ctrl-C,
  * so a benchmark never leaves a server or gigabytes behind.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, startCluster, stopCluster, type Cluster } from '../lib/cluster.ts';
+import { throwawayCluster, type Cluster } from '../lib/cluster.ts';
 import { connect, withDatabase, type Sql } from '../lib/db.ts';
 import { migrateWorkingTree } from '../lib/migrate.ts';
 
@@ -37,33 +34,22 @@ export interface BenchServer {
 }
 
 export async function startBenchServer(log: (line: string) => void): Promise<BenchServer> {
-  const dataDir = mkdtempSync(join(process.env.SPECTRUM_BENCH_DIR ?? tmpdir(), 'spectrum-bench-'));
-  let stopped = false;
-  const stop = () => {
-    if (stopped) return;
-    stopped = true;
-    try {
-      stopCluster(dataDir, 'immediate');
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
-  };
+  const cluster = await throwawayCluster({ prefix: 'spectrum-bench-', parent: process.env.SPECTRUM_BENCH_DIR, extraConf: BENCH_CONF });
   const onSignal = (signal: NodeJS.Signals) => {
-    log(`\n${signal}: stopping the benchmark cluster and removing ${dataDir}`);
-    stop();
+    log(`\n${signal}: stopping the benchmark cluster and removing ${cluster.dataDir}`);
+    cluster.remove();
     process.exit(130);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  process.once('exit', stop);
+  process.once('exit', cluster.remove);
   try {
-    const cluster = await startCluster({ dataDir, port: await freePort(), cronDatabase: 'postgres', extraConf: BENCH_CONF });
     const admin = connect(cluster.url('postgres'), { max: 1 });
     await admin`create extension if not exists pg_stat_statements`;
-    log(`benchmark cluster: 127.0.0.1:${cluster.port}, data in ${dataDir} (removed at the end)`);
-    return { cluster, admin, stop };
+    log(`benchmark cluster: 127.0.0.1:${cluster.port}, data in ${cluster.dataDir} (removed at the end)`);
+    return { cluster, admin, stop: cluster.remove };
   } catch (e) {
-    stop();
+    cluster.remove();
     throw e;
   }
 }

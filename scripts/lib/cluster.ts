@@ -6,7 +6,8 @@
  * code the callers check instead of the wording.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, appendFileSync, chownSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, appendFileSync, chownSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 
@@ -231,4 +232,34 @@ export function stopCluster(dataDir: string, mode: 'fast' | 'immediate' = 'fast'
   const r = runPg('pg_ctl', ['-D', dataDir, '-m', mode, '-w', 'stop']);
   if (r.status !== 0) throw new ClusterError('start_failed', `pg_ctl stop failed: ${r.stderr.trim()}`);
   return true;
+}
+
+export interface ThrowawayCluster extends Cluster {
+  /** Stops the server (immediate) and removes its data directory; safe to call twice. */
+  remove(): void;
+}
+
+/**
+ * A cluster in a new temporary directory on a free port, for the tests and the benchmark:
+ * nothing of it is kept. `parent` defaults to the system temporary directory.
+ */
+export async function throwawayCluster(opts: { prefix: string; parent?: string; cronDatabase?: string; extraConf?: string[] }): Promise<ThrowawayCluster> {
+  const dataDir = mkdtempSync(join(opts.parent ?? tmpdir(), opts.prefix));
+  let removed = false;
+  const remove = () => {
+    if (removed) return;
+    removed = true;
+    try {
+      stopCluster(dataDir, 'immediate');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  };
+  try {
+    const cluster = await startCluster({ dataDir, port: await freePort(), cronDatabase: opts.cronDatabase ?? 'postgres', extraConf: opts.extraConf });
+    return { ...cluster, remove };
+  } catch (e) {
+    remove();
+    throw e;
+  }
 }

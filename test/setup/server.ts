@@ -6,10 +6,8 @@
  *   3. a throwaway local cluster on a free port, removed afterwards (what runs on a machine
  *      without a container engine).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePackages, freePort, startCluster, stopCluster } from '../../scripts/lib/cluster.ts';
+import { ensurePackages, throwawayCluster } from '../../scripts/lib/cluster.ts';
 import { withDatabase } from '../../scripts/lib/db.ts';
 import { projectRoot } from '../../scripts/lib/paths.ts';
 
@@ -51,16 +49,8 @@ async function containerServer(): Promise<TestServer> {
 
 async function localServer(): Promise<TestServer> {
   ensurePackages(['postgresql-15-plpgsql-check']);
-  const dataDir = mkdtempSync(join(tmpdir(), 'spectrum-test-'));
-  const cluster = await startCluster({ dataDir, port: await freePort(), cronDatabase: 'postgres', extraConf: ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off'] });
-  return {
-    kind: 'local',
-    adminUrl: cluster.url('postgres'),
-    stop: async () => {
-      stopCluster(dataDir, 'immediate');
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+  const cluster = await throwawayCluster({ prefix: 'spectrum-test-', extraConf: ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off'] });
+  return { kind: 'local', adminUrl: cluster.url('postgres'), stop: async () => cluster.remove() };
 }
 
 export async function provisionServer(): Promise<TestServer> {
@@ -72,16 +62,9 @@ export async function provisionServer(): Promise<TestServer> {
 
 /** A cluster of the test's own, for tests that kill backends or restart the server. */
 export async function privateCluster(opts: { cronDatabase?: string; preloadCron?: boolean } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'spectrum-private-'));
   // Not synchronous_commit = off: a crash restart would lose commits still in WAL buffers.
   const extraConf = ['fsync = off'];
   if (opts.preloadCron === false) extraConf.push(`shared_preload_libraries = ''`);
-  const cluster = await startCluster({ dataDir, port: await freePort(), cronDatabase: opts.cronDatabase ?? 'postgres', extraConf });
-  return {
-    ...cluster,
-    stop: () => {
-      stopCluster(dataDir, 'immediate');
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+  const cluster = await throwawayCluster({ prefix: 'spectrum-private-', cronDatabase: opts.cronDatabase, extraConf });
+  return { ...cluster, stop: cluster.remove };
 }
