@@ -18,27 +18,10 @@
 export const BENCH_SCHEMA = String.raw`
 create schema if not exists bench;
 
-create table bench.raw_bare (
-  id uuid not null default spectrum.uuid_v7(),
-  payload jsonb not null,
-  received_at timestamptz not null default now(),
-  status text not null default 'pending',
-  processed_at timestamptz,
-  error_msg text,
-  attempts integer not null default 0
-);
-
-create table bench.fact_bare (
-  event_id uuid not null,
-  raw_event_id uuid not null,
-  event_type text not null,
-  occurred_at timestamptz not null,
-  received_at timestamptz not null,
-  account_id uuid not null,
-  user_id text,
-  geo_id uuid,
-  properties jsonb not null
-);
+-- The bare tables are derived from the real ones, so they keep the same columns and
+-- defaults as the spec and the schema evolve: LIKE copies no index and no check constraint.
+create table bench.raw_bare (like spectrum.raw_events including defaults);
+create table bench.fact_bare (like spectrum.fact_events);
 
 -- Cheap shape test, then the plain cast; the exception-wrapped cast only for odd values.
 create function bench.as_uuid(p jsonb) returns uuid language sql immutable as $$
