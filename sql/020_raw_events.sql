@@ -33,6 +33,12 @@ create index if not exists raw_events_unfinished_idx
   on spectrum.raw_events (status, received_at, id)
   where status <> 'done';
 
+-- No parallel scans of raw_events: pipeline_status counts a backlog of 100k pending rows in
+-- about 14 ms in one process, but the planner sends that count to two workers whose start-up
+-- on a busy two-core server took it to 22-51 ms (npm run bench, 10M rows). The pipeline's own
+-- reads go by id and gain nothing from workers either.
+alter table spectrum.raw_events set (parallel_workers = 0);
+
 comment on table spectrum.raw_events is 'Staging: every event as received (payload untouched), with its processing status. Producers insert payload only.';
 comment on column spectrum.raw_events.id is 'Time-ordered uuid (spectrum.uuid_v7) unless the producer supplies one.';
 comment on column spectrum.raw_events.payload is 'The event exactly as sent; must be a JSON object.';

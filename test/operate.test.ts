@@ -810,3 +810,40 @@ describe('overlapping calls of process_pending', () => {
     expect(await counterIsExact()).toBe(3000);
   });
 });
+
+describe('pipeline_status under a planner that likes parallel plans', () => {
+  it('never starts parallel workers to count raw_events', async () => {
+    const s = await db.sql.reserve();
+    try {
+      for (const g of ['parallel_setup_cost = 0', 'parallel_tuple_cost = 0', 'min_parallel_table_scan_size = 0', 'min_parallel_index_scan_size = 0'])
+        await s.unsafe(`set ${g}`);
+      const plans = [
+        await s.unsafe('explain (format json) select * from spectrum.pipeline_status'),
+        await s.unsafe("explain (format json) select count(*) from spectrum.raw_events where status = 'pending'"),
+      ];
+      /** Relations the plan scans with parallel workers. */
+      const parallelScans = (plan: unknown) => {
+        const found: string[] = [];
+        const walk = (node: Record<string, unknown>) => {
+          if (node['Parallel Aware'] && node['Relation Name']) found.push(String(node['Relation Name']));
+          for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+        };
+        walk((typeof plan === 'string' ? JSON.parse(plan) : plan)[0].Plan);
+        return found;
+      };
+      for (const [row] of plans) expect(parallelScans(row!['QUERY PLAN'])).not.toContain('raw_events');
+      // The same query on a copy without the option does scan in parallel: the check can fail.
+      // (A temporary table is never scanned in parallel, so a plain one in public.)
+      await s`create table public.raw_events (like spectrum.raw_events)`;
+      try {
+        const [control] = await s.unsafe("explain (format json) select count(*) from public.raw_events where status = 'pending'");
+        expect(parallelScans(control!['QUERY PLAN'])).toContain('raw_events');
+      } finally {
+        await s`drop table public.raw_events`;
+      }
+    } finally {
+      await s`reset all`;
+      s.release();
+    }
+  });
+});
