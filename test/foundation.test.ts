@@ -37,6 +37,29 @@ describe('raw_events', () => {
     expect([...list].sort()).toEqual(list);
   });
 
+  it('puts the milliseconds and the microseconds within them in the first 15 hex digits', async () => {
+    const rows = await db.sql`
+      select t::text as at, spectrum.uuid_v7(t)::text as id,
+             lpad(to_hex(floor(extract(epoch from t) * 1000)::bigint), 12, '0') as ms
+        from unnest(array['1970-01-01 00:00:00.000001+00', '2026-12-02 12:00:00.123456+00', '2026-12-02 12:00:00.999999+00',
+                          '2038-01-19 03:14:08+00', '2500-01-01 00:00:00.5+00']::timestamptz[]) t`;
+    for (const r of rows) {
+      const hex = (r.id as string).replace(/-/g, '');
+      const micros = Number((r.at as string).match(/\.(\d+)/)?.[1]?.padEnd(6, '0') ?? 0) % 1000;
+      expect(hex.slice(0, 12), r.at).toBe((r.ms as string).padStart(12, '0'));
+      expect(hex[12], r.at).toBe('7');
+      expect(parseInt(hex.slice(13, 16), 16), r.at).toBe(Math.floor((micros * 4096) / 1000));
+      expect('89ab', r.at).toContain(hex[16]);
+    }
+  });
+
+  it('evaluates the id default inline, with no function call per row', async () => {
+    const plan = await db.sql`explain (verbose, format json) insert into spectrum.raw_events (payload) values ('{}')`;
+    const text = JSON.stringify(plan);
+    expect(text).toContain('gen_random_uuid()');
+    expect(text).not.toContain('uuid_v7');
+  });
+
   it('refuses an unknown status', async () => {
     const err = await db.sql`insert into spectrum.raw_events (payload, status) values ('{}', 'lost')`.catch((e) => e);
     expect(err.code).toBe('23514');
