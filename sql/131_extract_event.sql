@@ -104,12 +104,14 @@ begin
       f7_json,
       f8_json,
       case when f0_json is null then raw_id
-        when length(f0_text) = 36 and f0_text like '________-____-____-____-____________'
-             and translate(f0_text, '0123456789abcdefABCDEF', '') = '----' then f0_text::uuid
+        when octet_length(f0_text) = 36 and f0_text like '________-____-____-____-____________'
+             and octet_length(replace(f0_text, '-', '')) = 32
+             and btrim(textsend(replace(f0_text, '-', '')), decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea then f0_text::uuid
         when length(f0_text) between 32 and 41 then spectrum.try_uuid(f0_text) end as f0_value,
       f1_text as f1_value,
-      case when length(f2_text) = 36 and f2_text like '________-____-____-____-____________'
-             and translate(f2_text, '0123456789abcdefABCDEF', '') = '----' then f2_text::uuid
+      case when octet_length(f2_text) = 36 and f2_text like '________-____-____-____-____________'
+             and octet_length(replace(f2_text, '-', '')) = 32
+             and btrim(textsend(replace(f2_text, '-', '')), decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea then f2_text::uuid
         when length(f2_text) between 32 and 41 then spectrum.try_uuid(f2_text) end as f2_value,
       f3_text as f3_value,
       case when f4_json is null then received_at

@@ -141,3 +141,38 @@ describe('the pipeline', () => {
     expect(n!.n).toBe(corpus.length);
   });
 });
+
+describe('the uuid shape test', () => {
+  // Strings on both sides of the fast path: each must be read exactly as uuid_in reads it
+  // (spectrum.try_uuid, the exception-wrapped cast), through the fast path or the fallback.
+  const candidates = [
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a01',
+    '0B7E6A52-3C1D-4F7E-9A7B-2F4C1E8D9A01',
+    '0b7e6a523c1d4f7e9a7b2f4c1e8d9a01',
+    '{0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a01}',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d-a01',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a0-',
+    '0b7e6a52--c1d-4f7e-9a7b-2f4c1e8d9a01',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a0g',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a0 ',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a0é',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a0\u0661',
+    'zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz',
+    '------------------------------------',
+    '0b7e6a52-3c1d-4f7e-9a7b-2f4c1e8d9a012',
+  ];
+
+  it('accepts exactly what uuid_in accepts, with the same value', async () => {
+    const rows = await db.sql`
+      select c, spectrum.try_uuid(c)::text as truth, e.account_id::text as account_id, e.error_msg
+        from unnest(${candidates}::text[]) c,
+             lateral spectrum.extract_event(jsonb_build_object('event_type', 'x', 'account_id', c)) e`;
+    expect(rows).toHaveLength(candidates.length);
+    for (const r of rows) {
+      expect(r.account_id, r.c).toBe(r.truth);
+      if (r.truth === null) expect(r.error_msg, r.c).toMatch(/^account_id: ".*" is not a uuid$/);
+      else expect(r.error_msg, r.c).toBeNull();
+    }
+    expect(rows.filter((r) => r.truth !== null).length).toBe(4);
+  });
+});

@@ -23,11 +23,14 @@ create schema if not exists bench;
 create table bench.raw_bare (like spectrum.raw_events including defaults);
 create table bench.fact_bare (like spectrum.fact_events);
 
--- Cheap shape test, then the plain cast; the exception-wrapped cast only for odd values.
+-- Cheap shape test (the pipeline's byte-wise one), then the plain cast; the exception-wrapped
+-- cast only for odd values.
 create function bench.as_uuid(p jsonb) returns uuid language sql immutable as $$
   select case when jsonb_typeof(p) <> 'string' then null
-              when length(p #>> '{}') = 36 and (p #>> '{}') like '________-____-____-____-____________'
-                   and translate(p #>> '{}', '0123456789abcdefABCDEF-', '') = '' then (p #>> '{}')::uuid
+              when octet_length(p #>> '{}') = 36 and (p #>> '{}') like '________-____-____-____-____________'
+                   and octet_length(replace(p #>> '{}', '-', '')) = 32
+                   and btrim(textsend(replace(p #>> '{}', '-', '')), decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
+              then (p #>> '{}')::uuid
               else spectrum.try_uuid(p #>> '{}') end
 $$;
 

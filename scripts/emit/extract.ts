@@ -23,6 +23,8 @@ const TS_FRACS = ['', '.000', '.000000'];
 const TS_SHAPES = TS_FRACS.flatMap((frac) => ['', 'Z'].map((z) => `0000-00-00T00:00:00${frac}${z}`));
 const TS_OFFSET_SHAPES = TS_FRACS.flatMap((frac) => ['+', '-'].map((sign) => `0000-00-00T00:00:00${frac}${sign}00:00`));
 const MONTHS_31 = ['01', '03', '05', '07', '08', '10', '12'];
+/** The bytes of the hex digits 0-9, a-f and A-F (decode is immutable: folded once per plan; no backslash, whatever standard_conforming_strings says). */
+const HEX_BYTES = `decode('${Buffer.from('0123456789abcdefABCDEF').toString('hex')}', 'hex')`;
 /** What `trim: true` strips: ASCII whitespace (btrim alone strips only spaces). */
 const WHITESPACE = `E' \\t\\n\\x0b\\f\\r'`;
 
@@ -52,9 +54,13 @@ function typedValue(f: FieldModel): string {
       return f.trim ? `nullif(btrim(${s(f)}, ${WHITESPACE}), '')` : s(f);
     case 'uuid': {
       const dflt = f.default === 'raw_id' ? `when ${x} is null then raw_id\n  ` : '';
+      // The canonical form, checked byte by byte: 36 bytes, the four hyphens in place and no
+      // other, the rest hex digits (btrim over bytea compares bytes; over text it decodes each
+      // character, and translate() is slower still: 1.3-1.6 against 4.6 µs per value).
       // uuid_in takes 32 hex digits, a hyphen after any group of four, and braces: 32 to 41 characters.
-      return `case ${dflt}when length(${s(f)}) = 36 and ${s(f)} like '________-____-____-____-____________'
-       and translate(${s(f)}, '0123456789abcdefABCDEF', '') = '----' then ${s(f)}::uuid
+      return `case ${dflt}when octet_length(${s(f)}) = 36 and ${s(f)} like '________-____-____-____-____________'
+       and octet_length(replace(${s(f)}, '-', '')) = 32
+       and btrim(textsend(replace(${s(f)}, '-', '')), ${HEX_BYTES}) = ''::bytea then ${s(f)}::uuid
   when length(${s(f)}) between 32 and 41 then spectrum.try_uuid(${s(f)}) end`;
     }
     case 'timestamptz': {
