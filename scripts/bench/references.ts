@@ -24,22 +24,22 @@ create table bench.raw_bare (like spectrum.raw_events including defaults);
 create table bench.fact_bare (like spectrum.fact_events);
 
 -- Cheap shape test (the pipeline's byte-wise one), then the plain cast; the exception-wrapped
--- cast only for odd values.
-create function bench.as_uuid(p jsonb) returns uuid language sql immutable as $$
+-- cast only for odd values. p is the JSON value, t its text (p ->> key), taken once by the caller.
+create function bench.as_uuid(p jsonb, t text) returns uuid language sql immutable as $$
   select case when jsonb_typeof(p) <> 'string' then null
-              when octet_length(p #>> '{}') = 36 and (p #>> '{}') like '________-____-____-____-____________'
-                   and octet_length(replace(p #>> '{}', '-', '')) = 32
-                   and btrim(textsend(replace(p #>> '{}', '-', '')), decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
-              then (p #>> '{}')::uuid
-              else spectrum.try_uuid(p #>> '{}') end
+              when octet_length(t) = 36 and t like '________-____-____-____-____________'
+                   and octet_length(replace(t, '-', '')) = 32
+                   and btrim(textsend(replace(t, '-', '')), decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
+              then t::uuid
+              else spectrum.try_uuid(t) end
 $$;
 
-create function bench.as_timestamptz(p jsonb) returns timestamptz language sql stable as $$
+create function bench.as_timestamptz(p jsonb, t text) returns timestamptz language sql stable as $$
   select case when jsonb_typeof(p) <> 'string' then null
-              when translate(p #>> '{}', '0123456789', '0000000000') in ('0000-00-00T00:00:00Z', '0000-00-00T00:00:00.000Z')
-                   and substr(p #>> '{}', 6, 2) between '01' and '12' and substr(p #>> '{}', 9, 2) between '01' and '28'
-                   and substr(p #>> '{}', 12, 2) < '24' then (p #>> '{}')::timestamptz
-              else spectrum.try_timestamptz(p #>> '{}') end
+              when translate(t, '0123456789', '0000000000') in ('0000-00-00T00:00:00Z', '0000-00-00T00:00:00.000Z')
+                   and substr(t, 6, 2) between '01' and '12' and substr(t, 9, 2) between '01' and '28'
+                   and substr(t, 12, 2) < '24' then t::timestamptz
+              else spectrum.try_timestamptz(t) end
 $$;
 
 create function bench.as_text(p jsonb) returns text language sql immutable as $$
@@ -144,11 +144,11 @@ begin
            country, region, city, properties
       from (
         select c.id as raw_id, c.received_at, g, je, jt, ja, ju, jo, jp,
-               case when je is null then c.id else bench.as_uuid(je) end as event_id,
+               case when je is null then c.id else bench.as_uuid(je, te) end as event_id,
                jt #>> '{}' as event_type,
-               bench.as_uuid(ja) as account_id,
+               bench.as_uuid(ja, ta) as account_id,
                case when jsonb_typeof(ju) in ('string', 'number') then ju #>> '{}' end as user_id,
-               case when jo is null then c.received_at else bench.as_timestamptz(jo) end as occurred_at,
+               case when jo is null then c.received_at else bench.as_timestamptz(jo, tt) end as occurred_at,
                bench.as_text(g -> 'country') as country, bench.as_text(g -> 'region') as region, bench.as_text(g -> 'city') as city,
                case when jp is null then '{}'::jsonb when jsonb_typeof(jp) = 'object' then jp end as properties
           from (select id, received_at, payload from spectrum.raw_events
@@ -156,7 +156,8 @@ begin
                lateral (select nullif(c.payload -> 'geo', 'null') as g, nullif(c.payload -> 'event_id', 'null') as je,
                                nullif(c.payload -> 'event_type', 'null') as jt, nullif(c.payload -> 'account_id', 'null') as ja,
                                nullif(c.payload -> 'user_id', 'null') as ju, nullif(c.payload -> 'timestamp', 'null') as jo,
-                               nullif(c.payload -> 'properties', 'null') as jp offset 0) j
+                               nullif(c.payload -> 'properties', 'null') as jp, c.payload ->> 'event_id' as te,
+                               c.payload ->> 'account_id' as ta, c.payload ->> 'timestamp' as tt offset 0) j
         -- offset 0 fences each level, so that a value is computed once per row, not once per use.
         offset 0
       ) x;
