@@ -297,8 +297,6 @@ describe('a search_path hijack', () => {
       create function public.div8(bigint, integer) returns bigint language sql
         as $$ insert into public.hijacked (what) values ('/') returning 0::bigint $$;
       create operator public./ (leftarg = bigint, rightarg = integer, function = public.div8);
-      create function public.overlay(text, text, integer, integer) returns text language sql
-        as $$ insert into public.hijacked (what) values ('overlay') returning 'hijacked' $$;
     `);
     await planter.sql`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'planted', account_id: ACCOUNT, geo: { country: 'FR' } })}::text::jsonb)`;
     await planter.sql`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'p'.repeat(300), account_id: ACCOUNT })}::text::jsonb)`;
