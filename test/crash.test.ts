@@ -24,6 +24,14 @@ afterAll(() => cluster?.stop());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function until(ready: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 2_000; i++) {
+    if (await ready()) return;
+    await sleep(5);
+  }
+  throw new Error('process_pending did not record its run within 10 s');
+}
+
 async function reconnect(): Promise<Sql> {
   for (let i = 0; i < 100; i++) {
     const sql = connect(url, { max: 2 });
@@ -49,15 +57,26 @@ it('loses nothing and duplicates nothing when the processing backend is killed a
     await sql`update spectrum.raw_events set status = 'pending' where id in (select id from spectrum.raw_events where status = 'done' limit 2000)`;
     const victim = connect(url, { max: 1 });
     const pid = (await victim<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+    const [{ last }] = await sql<{ last: number }[]>`select coalesce(max(run_id), 0)::int as last from spectrum.pipeline_runs`;
     const running = victim`call spectrum.process_pending(p_batch_size => 700)`.then(() => 'finished', () => 'killed');
+    // The instant counts from the call's first commit (its pipeline_runs row): a kill before
+    // it leaves no run behind, which is not the mid-run crash this test is about.
+    await until(async () => (await sql`select 1 from spectrum.pipeline_runs where run_id > ${last}`).length > 0);
     await sleep(instant);
     process.kill(pid, 'SIGKILL');
-    // A call that had already finished is not a mid-run kill (the crash still resets the cluster).
-    if ((await running) === 'killed') kills++;
+    const outcome = await running;
     await victim.end({ timeout: 0 }).catch(() => {});
     await sql.end({ timeout: 0 }).catch(() => {});
     sql = await reconnect();
+    // The call's one run row survives the crash. A call that returned has finished it; a
+    // killed call has not, unless the kill landed between its last commit and its reply.
+    const run = await sql<{ finished: boolean }[]>`
+      select finished_at is not null as finished from spectrum.pipeline_runs where run_id > ${last}`;
+    expect(run).toHaveLength(1);
+    if (outcome === 'finished') expect(run[0]!.finished).toBe(true);
+    else if (!run[0]!.finished) kills++;
   }
+  // At least one kill landed mid-run, with batches committed and others in flight.
   expect(kills).toBeGreaterThan(0);
   await sql`call spectrum.process_pending()`;
 
@@ -86,5 +105,7 @@ it('loses nothing and duplicates nothing when the processing backend is killed a
   expect(f!.n).toBe(f!.d);
   const [runs] = await sql`select count(*) filter (where finished_at is null)::int as unfinished from spectrum.pipeline_runs`;
   expect(runs!.unfinished).toBe(kills);
+  const [last] = await sql`select finished_at is not null as finished, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
+  expect(last).toEqual({ finished: true, stopped_because: 'no pending rows' });
   await sql.end();
 });
