@@ -57,7 +57,7 @@ describe('a small run', () => {
     });
     expect(r.status, r.stderr).toBe(0);
     const md = readFileSync(out, 'utf8');
-    for (const row of ['COPY into spectrum.raw_events', 'process_pending vs plain-SQL reference', 'process_pending vs naive loop', 'process_pending, 1% malformed vs all valid'])
+    for (const row of ['COPY into the bare table with only a primary key', 'COPY into spectrum.raw_events', 'process_pending vs plain-SQL reference', 'process_pending vs naive loop', 'process_pending, 1% malformed vs all valid'])
       expect(md).toContain(`| ${row} |`);
     expect(md).toMatch(/process_pending outcome: (\d+) done, (\d+) failed, .*; the references did the same work\./);
     const [, done, failed] = md.match(/process_pending outcome: (\d+) done, (\d+) failed/)!;

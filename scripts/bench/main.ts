@@ -138,7 +138,10 @@ async function main() {
     const rows: ResultRow[] = [];
     const copyRaw = copies.find((c) => c.table === 'spectrum.raw_events')!;
     const copyBare = copies.find((c) => c.table === 'bench.raw_bare')!;
+    const copyKeyed = copies.find((c) => c.table === 'bench.raw_bare_pk')!;
     rows.push({ contender: 'COPY into a bare table (same columns, no index)', events: args.events, seconds: median(copyBare.seconds), rate: args.events / median(copyBare.seconds), spread: spread(copyBare.seconds) });
+    rows.push({ contender: 'COPY into the bare table with only a primary key', events: args.events, seconds: median(copyKeyed.seconds), rate: args.events / median(copyKeyed.seconds),
+      spread: spread(copyKeyed.seconds), ratio: `${(median(copyBare.seconds) / median(copyKeyed.seconds)).toFixed(2)}x bare COPY (for information)` });
     rows.push({ contender: 'COPY into spectrum.raw_events', events: args.events, seconds: median(copyRaw.seconds), rate: args.events / median(copyRaw.seconds), spread: spread(copyRaw.seconds),
       ...ratioCell(median(copyBare.seconds) / median(copyRaw.seconds), 'bare COPY', 0.9) });
     for (const p of pgbench)
@@ -163,6 +166,7 @@ async function main() {
     const last = (name: string) => runs.get(name)!.at(-1)!;
     const bytes: BytesRow[] = [
       { what: 'COPY into bench bare table', walPerEvent: median(copyBare.walBytes) / args.events, tablePerEvent: copyBare.bytes / args.events },
+      { what: 'COPY into the bare table with only a primary key', walPerEvent: median(copyKeyed.walBytes) / args.events, tablePerEvent: copyKeyed.bytes / args.events },
       { what: 'COPY into spectrum.raw_events', walPerEvent: median(copyRaw.walBytes) / args.events, tablePerEvent: copyRaw.bytes / args.events },
       ...all.map((c) => {
         const r = last(c.name);

@@ -1,6 +1,7 @@
 /*
  * The producer's side: COPY into spectrum.raw_events against COPY into a bare table of the
- * same columns (alternating which goes first, each into an emptied table), and single-row
+ * same columns, and into that table with only a primary key (the order reversed every other
+ * round, each into an emptied table), and single-row
  * INSERTs from 8 concurrent clients with pgbench, each insert its own transaction.
  */
 import { spawnSync } from 'node:child_process';
@@ -21,7 +22,7 @@ export interface CopyResult {
 }
 
 export async function measureCopy(server: BenchServer, database: string, data: Dataset, rounds: number): Promise<CopyResult[]> {
-  const tables = ['spectrum.raw_events', 'bench.raw_bare'];
+  const tables = ['spectrum.raw_events', 'bench.raw_bare', 'bench.raw_bare_pk'];
   const results = new Map(tables.map((t) => [t, { table: t, seconds: [] as number[], walBytes: [] as number[], bytes: 0 }]));
   const sql = connect(server.cluster.url(database), { max: 1 });
   try {
@@ -40,7 +41,8 @@ export async function measureCopy(server: BenchServer, database: string, data: D
     const sizes = await tableSizes(sql);
     results.get('spectrum.raw_events')!.bytes = sizes.raw_events ?? 0;
     results.get('bench.raw_bare')!.bytes = sizes.raw_bare ?? 0;
-    await sql`truncate spectrum.raw_events, bench.raw_bare`;
+    results.get('bench.raw_bare_pk')!.bytes = sizes.raw_bare_pk ?? 0;
+    await sql`truncate spectrum.raw_events, bench.raw_bare, bench.raw_bare_pk`;
   } finally {
     await sql.end();
   }

@@ -12,7 +12,8 @@
  * All of them claim in the pipeline's order (received_at, id), so all read the same index.
  *   - bench.raw_bare / bench.fact_bare: tables of the same columns and defaults as
  *     raw_events / fact_events with no index, constraint or partitioning: the COPY baseline
- *     and the INSERT … SELECT ceiling.
+ *     and the INSERT … SELECT ceiling; bench.raw_bare_pk, raw_bare with the primary key only,
+ *     shows what one index costs a COPY in the same run.
  */
 
 export const BENCH_SCHEMA = String.raw`
@@ -21,6 +22,9 @@ create schema if not exists bench;
 -- The bare tables are derived from the real ones, so they keep the same columns and
 -- defaults as the spec and the schema evolve: LIKE copies no index and no check constraint.
 create table bench.raw_bare (like spectrum.raw_events including defaults);
+-- The same with the primary key only: what any keyed staging table pays at COPY, for scale.
+create table bench.raw_bare_pk (like spectrum.raw_events including defaults);
+alter table bench.raw_bare_pk add primary key (id);
 create table bench.fact_bare (like spectrum.fact_events);
 
 -- Cheap shape test (the pipeline's byte-wise one), then the plain cast; the exception-wrapped
