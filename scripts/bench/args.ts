@@ -25,7 +25,7 @@ export class BenchUsageError extends Error {
 export const USAGE = `usage: npm run bench -- [--events N] [--status-rows N] [--rounds N] [--batch-size N] [--pgbench-seconds N] [--out FILE]
   --events N           raw events per contender (default 100000, at most 1000000)
   --status-rows N      raw rows for the pipeline_status latency test (default 0 = skip; 10000000 takes minutes)
-  --rounds N           repetitions of each timed contender, median shown (default 3; 1 when --events > 300000)
+  --rounds N           repetitions of each timed contender, median shown (default 3; 1 when --events > 300000); COPY runs 3 times as many
   --batch-size N       rows per batch for process_pending and the references (default 20000)
   --pgbench-seconds N  seconds of 8-client single-row INSERTs (default 10; 0 skips)
   --out FILE           the markdown results file (default bench-results/latest.md)`;
