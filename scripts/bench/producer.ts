@@ -1,8 +1,8 @@
 /*
  * The producer's side: COPY into spectrum.raw_events against COPY into a bare table of the
- * same columns, and into that table with only a primary key (the order reversed every other
- * round, each into an emptied table), and single-row
- * INSERTs from 8 concurrent clients with pgbench, each insert its own transaction.
+ * same columns and into that table with only a primary key (the order reversed every other
+ * round, each into an emptied table); single-row INSERTs from 8 concurrent clients with
+ * pgbench, each insert its own transaction.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
