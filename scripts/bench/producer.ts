@@ -39,10 +39,8 @@ export async function measureCopy(server: BenchServer, database: string, data: D
       }
     }
     const sizes = await tableSizes(sql);
-    results.get('spectrum.raw_events')!.bytes = sizes.raw_events ?? 0;
-    results.get('bench.raw_bare')!.bytes = sizes.raw_bare ?? 0;
-    results.get('bench.raw_bare_pk')!.bytes = sizes.raw_bare_pk ?? 0;
-    await sql`truncate spectrum.raw_events, bench.raw_bare, bench.raw_bare_pk`;
+    for (const r of results.values()) r.bytes = sizes[r.table.split('.')[1]!] ?? 0;
+    await sql.unsafe(`truncate ${tables.join(', ')}`);
   } finally {
     await sql.end();
   }
