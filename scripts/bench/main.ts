@@ -152,9 +152,9 @@ async function main() {
     rows.push({ contender: 'COPY into spectrum.raw_events', events: args.events, seconds: median(copyRaw.seconds), rate: args.events / median(copyRaw.seconds), spread: spread(copyRaw.seconds),
       ...ratioCell(median(copyBare.seconds) / median(copyRaw.seconds), 'bare COPY', 0.9) });
     for (const [table, ps] of pgbench) {
-      const mid = [...ps].sort((a, b) => a.tps - b.tps)[Math.floor(ps.length / 2)]!;
       const tps = ps.map((p) => p.tps);
-      rows.push({ contender: `single-row INSERT into ${table}, ${mid.clients} clients (pgbench)`, events: mid.transactions, seconds: mid.seconds, rate: mid.tps,
+      rows.push({ contender: `single-row INSERT into ${table}, ${ps[0]!.clients} clients (pgbench)`, events: median(ps.map((p) => p.transactions)),
+        seconds: args.pgbenchSeconds, rate: median(tps),
         spread: `${Math.round(Math.min(...tps)).toLocaleString('en-US')}–${Math.round(Math.max(...tps)).toLocaleString('en-US')} tps` });
     }
     for (const c of all) {
