@@ -50,7 +50,7 @@ describe('the command line', () => {
 describe('a small run', () => {
   it('measures every contender, checks they did the same work, and writes the table', { timeout: 600_000 }, () => {
     const out = join(scratch, 'small.md');
-    const r = spawnSync('npx', ['tsx', 'scripts/bench/main.ts', '--events', '1000', '--rounds', '1', '--pgbench-seconds', '0', '--out', out], {
+    const r = spawnSync('npx', ['tsx', 'scripts/bench/main.ts', '--events', '1000', '--rounds', '1', '--pgbench-seconds', '1', '--out', out], {
       cwd: projectRoot,
       encoding: 'utf8',
       env: { ...process.env, SPECTRUM_BENCH_DIR: scratch },
@@ -59,6 +59,11 @@ describe('a small run', () => {
     const md = readFileSync(out, 'utf8');
     for (const row of ['COPY into the bare table with only a primary key', 'COPY into spectrum.raw_events', 'process_pending vs plain-SQL reference', 'process_pending vs naive loop', 'process_pending, 1% malformed vs all valid'])
       expect(md).toContain(`| ${row} |`);
+    for (const table of ['bench.raw_bare', 'spectrum.raw_events']) {
+      const row = md.match(new RegExp(`\\| single-row INSERT into ${table.replace('.', '\\.')}, 8 clients \\(pgbench\\) \\| ([\\d,]+) \\| 1\\.00 \\| ([\\d,]+) \\|`));
+      expect(row, `no pgbench row for ${table}`).not.toBeNull();
+      expect(Number(row![1]!.replace(/,/g, ''))).toBeGreaterThan(0);
+    }
     expect(md).toMatch(/process_pending outcome: (\d+) done, (\d+) failed, .*; the references did the same work\./);
     const [, done, failed] = md.match(/process_pending outcome: (\d+) done, (\d+) failed/)!;
     expect(Number(done) + Number(failed)).toBe(1000);
