@@ -11,14 +11,23 @@ import { existsSync, readFileSync, readdirSync, realpathSync, writeFileSync } fr
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { emitAll } from './emit/index.ts';
-import { checkEvolution, editedSections, explainEvolution, parseCurrent, planCurrent, readDeployed, specShape } from './lib/migrations.ts';
+import {
+  checkEvolution,
+  editedSections,
+  explainEvolution,
+  parseCurrent,
+  planCurrent,
+  readDeployed,
+  specShape,
+} from './lib/migrations.ts';
 import { buildModel, type Model } from './spec/model.ts';
 import { eventSpec } from './spec/event-spec.ts';
 import type { EventSpec } from './spec/types.ts';
 import { projectRoot } from './lib/paths.ts';
 
 const KNOWN = new Set(['--check', '--accept-spec-changes']);
-const USAGE = '`npm run build`, `npm run build -- --check` or `npm run build -- --accept-spec-changes`';
+const USAGE =
+  '`npm run build`, `npm run build -- --check` or `npm run build -- --accept-spec-changes`';
 
 /** Exit status: 0 done, 1 refused or out of date (nothing written), 2 bad arguments. */
 export function main(argv: string[], root = projectRoot, spec: EventSpec = eventSpec): number {
@@ -30,7 +39,9 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
   const check = argv.includes('--check');
   const accept = argv.includes('--accept-spec-changes');
   if (check && accept) {
-    console.error(`npm run build: --check writes nothing, so it cannot accept spec changes: use ${USAGE}`);
+    console.error(
+      `npm run build: --check writes nothing, so it cannot accept spec changes: use ${USAGE}`,
+    );
     return 2;
   }
   let model: Model;
@@ -38,7 +49,9 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
     model = buildModel(spec);
   } catch (e) {
     if (!(e instanceof Error && e.name === 'SpecError')) throw e;
-    console.error(`npm run build: ${e.message}\nFix scripts/spec/event-spec.ts; nothing was written.`);
+    console.error(
+      `npm run build: ${e.message}\nFix scripts/spec/event-spec.ts; nothing was written.`,
+    );
     return 1;
   }
   const generated = emitAll(model);
@@ -60,14 +73,17 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
 
   const problems = checkEvolution(deployed.spec, shape);
   // Accepted earlier: current.sql already plans exactly this shape around hand-written SQL.
-  const acceptedBefore = disk.handWritten !== '' && JSON.stringify(disk.spec) === JSON.stringify(shape);
+  const acceptedBefore =
+    disk.handWritten !== '' && JSON.stringify(disk.spec) === JSON.stringify(shape);
   const edited = editedSections(disk, files);
   const refusals: string[] = [];
   if (problems.length && !check) {
     const fixable = problems.every((p) => p.acceptable);
     if (!fixable || !(accept || acceptedBefore)) refusals.push(explainEvolution(problems));
     else if (disk.handWritten === '')
-      refusals.push(`--accept-spec-changes: migrations/current.sql has no hand-written SQL yet. ${explainEvolution(problems)}`);
+      refusals.push(
+        `--accept-spec-changes: migrations/current.sql has no hand-written SQL yet. ${explainEvolution(problems)}`,
+      );
   }
   if (edited.length)
     refusals.push(
@@ -81,17 +97,25 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
 
   const current = planCurrent(files, deployed, shape, disk.handWritten);
   const wanted = new Map<string, string>([...generated].map(([f, t]) => [join(sqlDir, f), t]));
-  const stale = [...wanted].filter(([p, t]) => !existsSync(p) || readFileSync(p, 'utf8') !== t).map(([p]) => p);
+  const stale = [...wanted]
+    .filter(([p, t]) => !existsSync(p) || readFileSync(p, 'utf8') !== t)
+    .map(([p]) => p);
   // graphile-migrate leaves blankMigrationContent (or its placeholder comment) after a commit.
   const onDiskPlan = /^\s*(-- Enter migration here)?\s*$/.test(onDisk) ? '' : onDisk;
   if (check) {
     const out = stale.map((p) => `${rel(p)} is out of date with the spec`);
     if (current !== onDiskPlan) out.push('migrations/current.sql is out of date with sql/');
-    if (current !== '') out.push('migrations/current.sql holds changes that no committed migration has: run `graphile-migrate commit`');
-    if (problems.length) out.push(...problems.map((p) => `scripts/spec/event-spec.ts: ${p.message.split('\n')[0]}`));
+    if (current !== '')
+      out.push(
+        'migrations/current.sql holds changes that no committed migration has: run `graphile-migrate commit`',
+      );
+    if (problems.length)
+      out.push(...problems.map((p) => `scripts/spec/event-spec.ts: ${p.message.split('\n')[0]}`));
     out.push(...refusals);
     if (out.length) {
-      console.error(`npm run build -- --check failed:\n  ${out.join('\n  ')}\nRun \`npm run build\` and commit the result.`);
+      console.error(
+        `npm run build -- --check failed:\n  ${out.join('\n  ')}\nRun \`npm run build\` and commit the result.`,
+      );
       return 1;
     }
     console.log('generated SQL and migrations are up to date with the spec');
@@ -99,14 +123,27 @@ export function main(argv: string[], root = projectRoot, spec: EventSpec = event
   }
   for (const [p, t] of wanted) if (stale.includes(p)) writeFileSync(p, t);
   if (current !== onDiskPlan) writeFileSync(currentPath, current);
-  const changed = [...stale.map(rel), ...(current !== onDiskPlan ? ['migrations/current.sql'] : [])];
+  const changed = [
+    ...stale.map(rel),
+    ...(current !== onDiskPlan ? ['migrations/current.sql'] : []),
+  ];
   if (problems.length)
-    console.log(`spec changes accepted (${problems.map((p) => p.field).join(', ')}): the hand-written SQL at the top of migrations/current.sql runs first`);
-  console.log(changed.length ? `wrote ${changed.join(', ')}` : 'nothing to write: sql/ and migrations/current.sql are up to date');
-  if (current) console.log('migrations/current.sql has uncommitted changes: review it, then `graphile-migrate commit`.');
+    console.log(
+      `spec changes accepted (${problems.map((p) => p.field).join(', ')}): the hand-written SQL at the top of migrations/current.sql runs first`,
+    );
+  console.log(
+    changed.length
+      ? `wrote ${changed.join(', ')}`
+      : 'nothing to write: sql/ and migrations/current.sql are up to date',
+  );
+  if (current)
+    console.log(
+      'migrations/current.sql has uncommitted changes: review it, then `graphile-migrate commit`.',
+    );
   return 0;
 }
 
 // Run as a command (not when a test imports main): compare real paths as file URLs, so a
 // project path with spaces or non-ASCII characters still runs.
-if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) process.exitCode = main(process.argv.slice(2));
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href)
+  process.exitCode = main(process.argv.slice(2));

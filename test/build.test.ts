@@ -9,14 +9,22 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { projectRoot } from '../scripts/lib/paths.ts';
 import { copyProject, type ProjectCopy } from './helpers/project-copy.ts';
 
-const planPending = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8').trim() !== '';
+const planPending =
+  readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8').trim() !== '';
 
 describe('npm run build -- --check on the repository', () => {
-  it.skipIf(planPending)('passes: the generated SQL and the migrations are up to date with the spec', () => {
-    const r = spawnSync(join(projectRoot, 'node_modules', '.bin', 'tsx'), ['scripts/build.ts', '--check'], { cwd: projectRoot, encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-  });
+  it.skipIf(planPending)(
+    'passes: the generated SQL and the migrations are up to date with the spec',
+    () => {
+      const r = spawnSync(
+        join(projectRoot, 'node_modules', '.bin', 'tsx'),
+        ['scripts/build.ts', '--check'],
+        { cwd: projectRoot, encoding: 'utf8' },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    },
+  );
 });
 
 describe('npm run build in a copy of the project', () => {
@@ -25,7 +33,8 @@ describe('npm run build in a copy of the project', () => {
     copy = copyProject(inject('pg').adminUrl);
     expect(copy.build().status).toBe(0);
     // Whatever sql/ holds beyond the committed migrations becomes one more committed migration.
-    if (copy.read('migrations/current.sql').trim()) expect((await copy.commit('work in progress')).status).toBe(0);
+    if (copy.read('migrations/current.sql').trim())
+      expect((await copy.commit('work in progress')).status).toBe(0);
   });
   afterAll(async () => copy?.remove());
 
@@ -38,7 +47,10 @@ describe('npm run build in a copy of the project', () => {
 
   it('--check fails naming a generated file edited by hand, and writes nothing', () => {
     const before = copy.snapshot();
-    copy.write('sql/103_fact_events.sql', `${before.get('sql/103_fact_events.sql')}-- a hand edit\n`);
+    copy.write(
+      'sql/103_fact_events.sql',
+      `${before.get('sql/103_fact_events.sql')}-- a hand edit\n`,
+    );
     const edited = copy.snapshot();
     const r = copy.build('--check');
     expect(r.status).toBe(1);
@@ -54,7 +66,10 @@ describe('npm run build in a copy of the project', () => {
 
   it('--check names the generated files a spec edit makes stale', () => {
     const spec = copy.read('scripts/spec/event-spec.ts');
-    copy.write('scripts/spec/event-spec.ts', spec.replace('maxTextLength: 200', 'maxTextLength: 300'));
+    copy.write(
+      'scripts/spec/event-spec.ts',
+      spec.replace('maxTextLength: 200', 'maxTextLength: 300'),
+    );
     try {
       const r = copy.build('--check');
       expect(r.status).toBe(1);
@@ -76,7 +91,9 @@ describe('npm run build in a copy of the project', () => {
 
     expect(copy.build().stdout).toContain('wrote migrations/current.sql');
     const plan = copy.read('migrations/current.sql');
-    expect(plan.match(/^-- spectrum:object \S+/gm)).toEqual(['-- spectrum:object 220_pipeline_status.sql']);
+    expect(plan.match(/^-- spectrum:object \S+/gm)).toEqual([
+      '-- spectrum:object 220_pipeline_status.sql',
+    ]);
     expect(copy.build().stdout).toContain('nothing to write');
     const uncommitted = copy.build('--check');
     expect(uncommitted.status).toBe(1);
@@ -95,14 +112,19 @@ describe('npm run build in a copy of the project', () => {
     expect(copy.build().status).toBe(0);
     const plan = copy.read('migrations/current.sql');
     expect(plan).toContain(hand);
-    expect(plan.indexOf(hand)).toBeLessThan(plan.indexOf('-- spectrum:object 220_pipeline_status.sql'));
+    expect(plan.indexOf(hand)).toBeLessThan(
+      plan.indexOf('-- spectrum:object 220_pipeline_status.sql'),
+    );
     expect(copy.build().stdout).toContain('nothing to write');
     expect(copy.read('migrations/current.sql')).toBe(plan);
   });
 
   it('refuses, writing nothing, to overwrite an object section of current.sql edited by hand', () => {
     const plan = copy.read('migrations/current.sql');
-    copy.write('migrations/current.sql', `${plan.trimEnd()}\nalter table spectrum.raw_events set (fillfactor = 90);\n`);
+    copy.write(
+      'migrations/current.sql',
+      `${plan.trimEnd()}\nalter table spectrum.raw_events set (fillfactor = 90);\n`,
+    );
     const before = copy.snapshot();
     const r = copy.build();
     expect(r.status).toBe(1);
@@ -113,7 +135,13 @@ describe('npm run build in a copy of the project', () => {
 
   it('refuses an invalid spec naming the entry, writing nothing', () => {
     const spec = copy.read('scripts/spec/event-spec.ts');
-    copy.write('scripts/spec/event-spec.ts', spec.replace("name: 'city', path: ['geo', 'city'], type: 'text'", "name: 'city', path: ['geo', 'city'], type: 'txt'"));
+    copy.write(
+      'scripts/spec/event-spec.ts',
+      spec.replace(
+        "name: 'city', path: ['geo', 'city'], type: 'text'",
+        "name: 'city', path: ['geo', 'city'], type: 'txt'",
+      ),
+    );
     try {
       const before = copy.snapshot();
       const r = copy.build();

@@ -26,7 +26,9 @@ describe('startCluster', () => {
     const squatter: Server = createServer();
     await new Promise<void>((ok) => squatter.listen(port, '127.0.0.1', ok));
     try {
-      const e = await failure(startCluster({ dataDir: join(scratch, 'taken'), port, cronDatabase: 'postgres' }));
+      const e = await failure(
+        startCluster({ dataDir: join(scratch, 'taken'), port, cronDatabase: 'postgres' }),
+      );
       expect(e).toBeInstanceOf(ClusterError);
       expect(e.code).toBe('port_taken');
       expect(e.message).toContain('SPECTRUM_PORT');
@@ -36,30 +38,48 @@ describe('startCluster', () => {
     }
   });
 
-  it.runIf(process.getuid?.() === 0)('refuses a data directory that belongs to someone else', async () => {
-    const dir = join(scratch, 'foreign');
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'PG_VERSION'), '15\n');
-    const e = await failure(startCluster({ dataDir: dir, port: await freePort(), cronDatabase: 'postgres' }));
-    expect(e.code).toBe('data_dir_foreign');
-    expect(e.message).toContain('SPECTRUM_PGDATA');
-  });
+  it.runIf(process.getuid?.() === 0)(
+    'refuses a data directory that belongs to someone else',
+    async () => {
+      const dir = join(scratch, 'foreign');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'PG_VERSION'), '15\n');
+      const e = await failure(
+        startCluster({ dataDir: dir, port: await freePort(), cronDatabase: 'postgres' }),
+      );
+      expect(e.code).toBe('data_dir_foreign');
+      expect(e.message).toContain('SPECTRUM_PGDATA');
+    },
+  );
 
-  it.runIf(process.getuid?.() === 0)('says which directory the postgres user cannot enter', async () => {
-    const closed = mkdtempSync(join(scratch, 'closed-'));
-    chmodSync(closed, 0o700);
-    const e = await failure(startCluster({ dataDir: join(closed, 'data'), port: await freePort(), cronDatabase: 'postgres' }));
-    expect(e.code).toBe('data_dir_unreachable');
-    expect(e.message).toContain(`chmod o+x ${closed}`);
-  });
+  it.runIf(process.getuid?.() === 0)(
+    'says which directory the postgres user cannot enter',
+    async () => {
+      const closed = mkdtempSync(join(scratch, 'closed-'));
+      chmodSync(closed, 0o700);
+      const e = await failure(
+        startCluster({
+          dataDir: join(closed, 'data'),
+          port: await freePort(),
+          cronDatabase: 'postgres',
+        }),
+      );
+      expect(e.code).toBe('data_dir_unreachable');
+      expect(e.message).toContain(`chmod o+x ${closed}`);
+    },
+  );
 });
 
 describe('bad command-line arguments', () => {
   const run = (script: string, args: string[], env: Record<string, string> = {}) => {
-    const r = spawnSync(join(projectRoot, 'node_modules', '.bin', 'tsx'), [join(projectRoot, 'scripts', script), ...args], {
-      encoding: 'utf8',
-      env: { ...process.env, ...env },
-    });
+    const r = spawnSync(
+      join(projectRoot, 'node_modules', '.bin', 'tsx'),
+      [join(projectRoot, 'scripts', script), ...args],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      },
+    );
     return { status: r.status, stderr: r.stderr.trim() };
   };
 

@@ -14,10 +14,26 @@ beforeAll(async () => {
 afterAll(async () => db?.drop());
 
 it('processes each row once under four concurrent calls and a live producer', async () => {
-  const deadlocksBefore = (await db.sql<{ deadlocks: number }[]>`select deadlocks::int from pg_stat_database where datname = current_database()`)[0]!.deadlocks;
-  const events = [...generateEvents({ count: 12_000, seed: 7, accounts: 40, users: 400, places: 30, malformed: 0.02, retries: 0.05 })];
+  const deadlocksBefore = (
+    await db.sql<
+      { deadlocks: number }[]
+    >`select deadlocks::int from pg_stat_database where datname = current_database()`
+  )[0]!.deadlocks;
+  const events = [
+    ...generateEvents({
+      count: 12_000,
+      seed: 7,
+      accounts: 40,
+      users: 400,
+      places: 30,
+      malformed: 0.02,
+      retries: 0.05,
+    }),
+  ];
   // The same event again, later, with a different type: the retry must win.
-  const retried = events.filter((_, i) => i % 97 === 0).map((e) => ({ ...e, event_type: 'retried' }));
+  const retried = events
+    .filter((_, i) => i % 97 === 0)
+    .map((e) => ({ ...e, event_type: 'retried' }));
   const chunks: unknown[][] = [];
   for (let i = 0; i < events.length; i += 500) chunks.push(events.slice(i, i + 500));
   chunks.push(retried);
@@ -62,14 +78,21 @@ it('processes each row once under four concurrent calls and a live producer', as
      group by n.event_id, n.id
     having count(f.*) <> 1 or min(f.raw_event_id::text) <> n.id::text`;
   expect(mismatches).toEqual([]);
-  const [facts] = await db.sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
+  const [facts] =
+    await db.sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
   expect(facts!.n).toBe(facts!.d);
-  const [retriedFacts] = await db.sql`select count(*)::int as n from spectrum.fact_events where event_type = 'retried'`;
+  const [retriedFacts] =
+    await db.sql`select count(*)::int as n from spectrum.fact_events where event_type = 'retried'`;
   // Retries of malformed events may still be malformed; nearly all retries are valid.
   expect(retriedFacts!.n).toBeGreaterThan(retried.length * 0.9);
 
-  const [runs] = await db.sql`select sum(done)::int as done, sum(failed)::int as failed from spectrum.pipeline_runs`;
+  const [runs] =
+    await db.sql`select sum(done)::int as done, sum(failed)::int as failed from spectrum.pipeline_runs`;
   expect(runs).toEqual({ done: counts!.done, failed: counts!.failed });
-  const deadlocks = (await db.sql<{ deadlocks: number }[]>`select deadlocks::int from pg_stat_database where datname = current_database()`)[0]!.deadlocks;
+  const deadlocks = (
+    await db.sql<
+      { deadlocks: number }[]
+    >`select deadlocks::int from pg_stat_database where datname = current_database()`
+  )[0]!.deadlocks;
   expect(deadlocks).toBe(deadlocksBefore);
 });

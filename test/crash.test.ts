@@ -51,17 +51,35 @@ it('loses nothing and duplicates nothing when the processing backend is killed a
   let seed = 1;
   let kills = 0;
   for (const instant of [20, 150, 400, 900]) {
-    const batch = [...generateEvents({ count: 8_000, seed: seed++, accounts: 50, malformed: 0.01, retries: 0.03 })];
+    const batch = [
+      ...generateEvents({
+        count: 8_000,
+        seed: seed++,
+        accounts: 50,
+        malformed: 0.01,
+        retries: 0.03,
+      }),
+    ];
     await insertEvents(sql, batch);
     // Some already-processed events are reprocessed in the same run.
     await sql`update spectrum.raw_events set status = 'pending' where id in (select id from spectrum.raw_events where status = 'done' limit 2000)`;
     const victim = connect(url, { max: 1 });
     const pid = (await victim<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
-    const last = (await sql<{ last: number }[]>`select coalesce(max(run_id), 0)::int as last from spectrum.pipeline_runs`)[0]!.last;
-    const running = victim`call spectrum.process_pending(p_batch_size => 700)`.then(() => 'finished', () => 'killed');
+    const last = (
+      await sql<
+        { last: number }[]
+      >`select coalesce(max(run_id), 0)::int as last from spectrum.pipeline_runs`
+    )[0]!.last;
+    const running = victim`call spectrum.process_pending(p_batch_size => 700)`.then(
+      () => 'finished',
+      () => 'killed',
+    );
     // The instant counts from the call's first commit (its pipeline_runs row): a kill before
     // it leaves no run behind, which is not the mid-run crash this test is about.
-    await until(async () => (await sql`select 1 from spectrum.pipeline_runs where run_id > ${last}`).length > 0);
+    await until(
+      async () =>
+        (await sql`select 1 from spectrum.pipeline_runs where run_id > ${last}`).length > 0,
+    );
     await sleep(instant);
     process.kill(pid, 'SIGKILL');
     const outcome = await running;
@@ -89,7 +107,8 @@ it('loses nothing and duplicates nothing when the processing backend is killed a
   expect(c!.total).toBe(4 * 8_000);
   expect(c!.processing).toBe(0);
   expect(c!.pending).toBe(0);
-  const [status] = await sql`select events::int from spectrum.pipeline_status where status = 'done'`;
+  const [status] =
+    await sql`select events::int from spectrum.pipeline_status where status = 'done'`;
   expect(status!.events).toBe(c!.done);
 
   const bad = await sql`
@@ -101,12 +120,14 @@ it('loses nothing and duplicates nothing when the processing backend is killed a
     select n.event_id from newest n left join spectrum.fact_events f on f.event_id = n.event_id
      group by n.event_id, n.id having count(f.*) <> 1 or min(f.raw_event_id::text) <> n.id::text`;
   expect(bad).toEqual([]);
-  const [f] = await sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
+  const [f] =
+    await sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
   expect(f!.n).toBe(f!.d);
   // One run row per call (four killed or not, one final), whatever the crashes did.
   const [runs] = await sql`select count(*)::int as n from spectrum.pipeline_runs`;
   expect(runs!.n).toBe(5);
-  const [last] = await sql`select finished_at is not null as finished, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
+  const [last] =
+    await sql`select finished_at is not null as finished, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
   expect(last).toEqual({ finished: true, stopped_because: 'no pending rows' });
   await sql.end();
 });

@@ -25,7 +25,8 @@ let receivedFrom: Date;
 let baselineSpec: string;
 const accounts = Array.from({ length: 12 }, () => randomUUID());
 const migrationsFolder = () => join(copy.root, 'migrations');
-const migrate = () => migrateDatabase(url, { schedule: false, migrationsFolder: migrationsFolder(), log: () => {} });
+const migrate = () =>
+  migrateDatabase(url, { schedule: false, migrationsFolder: migrationsFolder(), log: () => {} });
 
 /** Events across three months; each account's plan changes over time, and its newest event may not repeat it. */
 function history(): unknown[] {
@@ -46,10 +47,18 @@ function history(): unknown[] {
     }
   });
   const retried = { ...(events[3] as object), event_id: randomUUID() };
-  return [...events, retried, { ...retried, amount: 99.5 }, { event_type: 'broken', account_id: 'abc' }];
+  return [
+    ...events,
+    retried,
+    { ...retried, amount: 99.5 },
+    { event_type: 'broken', account_id: 'abc' },
+  ];
 }
 
-const pending = async () => (await sql`select count(*)::int as n from spectrum.raw_events where status in ('pending', 'processing')`)[0]!.n as number;
+const pending = async () =>
+  (
+    await sql`select count(*)::int as n from spectrum.raw_events where status in ('pending', 'processing')`
+  )[0]!.n as number;
 
 beforeAll(async () => {
   copy = copyProject(inject('pg').adminUrl);
@@ -79,7 +88,8 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
       select count(*) filter (where status = 'done')::int as done, count(*) filter (where status = 'failed')::int as failed
         from spectrum.raw_events`;
     expect(c).toEqual({ done: 122, failed: 1 });
-    const columns = await sql`select column_name from information_schema.columns where table_schema = 'spectrum' and column_name in ('amount', 'plan')`;
+    const columns =
+      await sql`select column_name from information_schema.columns where table_schema = 'spectrum' and column_name in ('amount', 'plan')`;
     expect(columns).toHaveLength(0);
   });
 
@@ -94,15 +104,25 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
     );
     const plan = copy.read('migrations/current.sql');
     expect(plan.match(/^-- spectrum:object \S+/gm)).toEqual(
-      ['100_dim_accounts', '103_fact_events', '130_extracted_event', '131_extract_event', '140_process_claimed'].map((f) => `-- spectrum:object ${f}.sql`),
+      [
+        '100_dim_accounts',
+        '103_fact_events',
+        '130_extracted_event',
+        '131_extract_event',
+        '140_process_claimed',
+      ].map((f) => `-- spectrum:object ${f}.sql`),
     );
-    expect(plan).toContain('alter table spectrum.fact_events add column if not exists amount numeric;');
+    expect(plan).toContain(
+      'alter table spectrum.fact_events add column if not exists amount numeric;',
+    );
     expect(plan).toContain('alter table spectrum.dim_accounts add column if not exists plan text;');
     expect(plan).toContain('alter type spectrum.extracted_event add attribute amount numeric;');
     expect(plan).toContain('create or replace function spectrum.extract_event(');
     expect(plan).toContain('create or replace function spectrum.process_claimed(');
     // Nothing is dropped, renamed or retyped: only additions and replaced functions.
-    expect(plan).not.toMatch(/^\s*(drop |alter table .* (drop|rename|alter column) |alter type .* (drop|rename|alter) attribute)/im);
+    expect(plan).not.toMatch(
+      /^\s*(drop |alter table .* (drop|rename|alter column) |alter type .* (drop|rename|alter) attribute)/im,
+    );
 
     const commit = await copy.commit('amount and plan');
     expect(commit.status, commit.stderr).toBe(0);
@@ -125,7 +145,11 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
     const loop = (async () => {
       while (producing) {
         const batch = accounts.slice(0, 4).map((account_id) => ({
-          event_type: 'live', account_id, amount: 1.25, account: { plan: 'enterprise' }, timestamp: new Date().toISOString(),
+          event_type: 'live',
+          account_id,
+          amount: 1.25,
+          account: { plan: 'enterprise' },
+          timestamp: new Date().toISOString(),
         }));
         inserted += (await insertEvents(producer, batch)).length;
         await new Promise((r) => setTimeout(r, 5));
@@ -156,15 +180,20 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
       select count(*)::int as total, count(*) filter (where status <> 'pending')::int as processed from spectrum.raw_events`) as unknown as [
       { total: number; processed: number },
     ];
-    const [{ n }] = (await sql`select spectrum.reprocess(received_after => ${receivedFrom}) as n`) as unknown as [{ n: string }];
+    const [{ n }] =
+      (await sql`select spectrum.reprocess(received_after => ${receivedFrom}) as n`) as unknown as [
+        { n: string },
+      ];
     expect(Number(n)).toBe(processed);
-    for (let tick = 0; tick < 50 && (await pending()) > 0; tick++) await sql`call spectrum.process_pending(p_batch_size => 7)`;
+    for (let tick = 0; tick < 50 && (await pending()) > 0; tick++)
+      await sql`call spectrum.process_pending(p_batch_size => 7)`;
     expect(await pending()).toBe(0);
 
     const [c] = await sql`
       select count(*)::int as total, count(*) filter (where status = 'failed')::int as failed from spectrum.raw_events`;
     expect(c).toEqual({ total, failed: 1 });
-    const duplicates = await sql`select event_id from spectrum.fact_events group by event_id having count(*) > 1`;
+    const duplicates =
+      await sql`select event_id from spectrum.fact_events group by event_id having count(*) > 1`;
     expect(duplicates).toHaveLength(0);
     const [facts] = await sql`
       select count(*)::int as facts,
@@ -177,9 +206,11 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
       select f.event_id from spectrum.fact_events f join spectrum.raw_events r on r.id = f.raw_event_id
        where f.amount is distinct from (r.payload->>'amount')::numeric`;
     expect(wrongAmount).toHaveLength(0);
-    const [amounts] = await sql`select count(amount)::int as filled, count(*)::int as facts from spectrum.fact_events`;
+    const [amounts] =
+      await sql`select count(amount)::int as filled, count(*)::int as facts from spectrum.fact_events`;
     expect(amounts!.filled).toBeGreaterThan(amounts!.facts / 2);
-    const [retried] = await sql`select amount::float8 as amount from spectrum.fact_events where amount = 99.5`;
+    const [retried] =
+      await sql`select amount::float8 as amount from spectrum.fact_events where amount = 99.5`;
     expect(retried!.amount).toBe(99.5);
 
     // An account whose newest event names its plan has that plan.
@@ -209,7 +240,8 @@ describe('adding a fact column and a dimension attribute to a deployed spec', ()
         from newest n join spectrum.dim_accounts d using (account_id)
        where d.plan is distinct from n.plan`;
     expect(wrongPlan).toEqual([]);
-    const [plans] = await sql`select count(*)::int as accounts, count(plan)::int as with_plan from spectrum.dim_accounts`;
+    const [plans] =
+      await sql`select count(*)::int as accounts, count(plan)::int as with_plan from spectrum.dim_accounts`;
     expect(plans).toEqual({ accounts: accounts.length, with_plan: accounts.length });
   });
 });
@@ -239,7 +271,9 @@ describe('changes build refuses', () => {
 
   it('removing a deployed field: names it and the SQL to write at the top of current.sql', () => {
     const msg = refused((s) => s.replace(amountLine, ''));
-    expect(msg).toContain('amount (numeric in spectrum.fact_events) is deployed but gone from the spec');
+    expect(msg).toContain(
+      'amount (numeric in spectrum.fact_events) is deployed but gone from the spec',
+    );
     expect(msg).toContain('alter table spectrum.fact_events drop column if exists amount;');
     expect(msg).toContain('alter type spectrum.extracted_event drop attribute if exists amount;');
     expect(msg).toContain('top of migrations/current.sql');
@@ -247,24 +281,53 @@ describe('changes build refuses', () => {
   });
 
   it('retyping or moving a deployed field', () => {
-    const retyped = refused((s) => s.replace("name: 'plan', path: ['account', 'plan'], type: 'text'", "name: 'plan', path: ['account', 'plan'], type: 'integer'"));
-    expect(retyped).toContain('plan changes from text in spectrum.dim_accounts to integer in spectrum.dim_accounts');
-    expect(retyped).toContain('alter table spectrum.dim_accounts alter column plan type integer using plan::integer;');
-    expect(retyped).toContain('alter type spectrum.extracted_event alter attribute plan type integer;');
-    const moved = refused((s) => s.replace("type: 'numeric', target: 'fact'", "type: 'numeric', target: 'accounts'"));
-    expect(moved).toContain('amount changes from numeric in spectrum.fact_events to numeric in spectrum.dim_accounts');
+    const retyped = refused((s) =>
+      s.replace(
+        "name: 'plan', path: ['account', 'plan'], type: 'text'",
+        "name: 'plan', path: ['account', 'plan'], type: 'integer'",
+      ),
+    );
+    expect(retyped).toContain(
+      'plan changes from text in spectrum.dim_accounts to integer in spectrum.dim_accounts',
+    );
+    expect(retyped).toContain(
+      'alter table spectrum.dim_accounts alter column plan type integer using plan::integer;',
+    );
+    expect(retyped).toContain(
+      'alter type spectrum.extracted_event alter attribute plan type integer;',
+    );
+    const moved = refused((s) =>
+      s.replace("type: 'numeric', target: 'fact'", "type: 'numeric', target: 'accounts'"),
+    );
+    expect(moved).toContain(
+      'amount changes from numeric in spectrum.fact_events to numeric in spectrum.dim_accounts',
+    );
   });
 
   it('reordering deployed fields or adding a geography attribute, even with --accept-spec-changes for the order', () => {
-    const swap = (s: string) => s.replace(amountLine, '').replace(/(\n\s*\{ name: 'plan',[^\n]*\},)/, `$1\n    { name: 'amount', path: ['amount'], type: 'numeric', target: 'fact' },`);
+    const swap = (s: string) =>
+      s
+        .replace(amountLine, '')
+        .replace(
+          /(\n\s*\{ name: 'plan',[^\n]*\},)/,
+          `$1\n    { name: 'amount', path: ['amount'], type: 'numeric', target: 'fact' },`,
+        );
     expect(refused(swap)).toContain('plan moved within fields');
     expect(refused(swap, '--accept-spec-changes')).toContain('Undo the change');
-    const geo = refused((s) => s.replace(PROPERTIES, (l) => `${l}\n    { name: 'postcode', path: ['geo', 'postcode'], type: 'text', target: 'geography' },`));
+    const geo = refused((s) =>
+      s.replace(
+        PROPERTIES,
+        (l) =>
+          `${l}\n    { name: 'postcode', path: ['geo', 'postcode'], type: 'text', target: 'geography' },`,
+      ),
+    );
     expect(geo).toContain('postcode is a new geography attribute');
   });
 
   it('--accept-spec-changes before the SQL is written', () => {
-    expect(refused((s) => s.replace(amountLine, ''), '--accept-spec-changes')).toContain('no hand-written SQL yet');
+    expect(refused((s) => s.replace(amountLine, ''), '--accept-spec-changes')).toContain(
+      'no hand-written SQL yet',
+    );
   });
 });
 
@@ -302,17 +365,25 @@ $$;`;
     expect(commit.status, commit.stderr).toBe(0);
     expect(copy.build('--check').status).toBe(0);
     await migrate();
-    expect(await sql`select account_id, tier as plan from spectrum.dim_accounts order by 1`).toEqual(plansBefore);
-    await insertEvents(sql, [{ event_type: 'upgrade', account_id: accounts[0], account: { plan: 'gold' } }]);
+    expect(
+      await sql`select account_id, tier as plan from spectrum.dim_accounts order by 1`,
+    ).toEqual(plansBefore);
+    await insertEvents(sql, [
+      { event_type: 'upgrade', account_id: accounts[0], account: { plan: 'gold' } },
+    ]);
     await sql`call spectrum.process_pending()`;
-    const [d] = await sql`select tier from spectrum.dim_accounts where account_id = ${accounts[0]!}`;
+    const [d] =
+      await sql`select tier from spectrum.dim_accounts where account_id = ${accounts[0]!}`;
     expect(d!.tier).toBe('gold');
   });
 
   it('a removal whose SQL forgets the type is stopped by the migration itself (55000), then fixed', async () => {
     const spec = copy.read(SPEC);
     copy.write(SPEC, spec.replace(/\n\s*\{ name: 'amount',[^\n]*\},/, ''));
-    copy.write('migrations/current.sql', 'alter table spectrum.fact_events drop column if exists amount;\n');
+    copy.write(
+      'migrations/current.sql',
+      'alter table spectrum.fact_events drop column if exists amount;\n',
+    );
     expect(copy.build('--accept-spec-changes').status).toBe(0);
     const failed = await copy.commit('drop amount');
     expect(failed.status).not.toBe(0);
@@ -320,19 +391,24 @@ $$;`;
     expect(copy.read('migrations/current.sql')).toContain('drop column if exists amount');
 
     const plan = copy.read('migrations/current.sql');
-    copy.write('migrations/current.sql', plan.replace(
-      'alter table spectrum.fact_events drop column if exists amount;',
-      'alter table spectrum.fact_events drop column if exists amount;\nalter type spectrum.extracted_event drop attribute if exists amount;',
-    ));
+    copy.write(
+      'migrations/current.sql',
+      plan.replace(
+        'alter table spectrum.fact_events drop column if exists amount;',
+        'alter table spectrum.fact_events drop column if exists amount;\nalter type spectrum.extracted_event drop attribute if exists amount;',
+      ),
+    );
     expect(copy.build().status).toBe(0);
     const commit = await copy.commit('drop amount');
     expect(commit.status, commit.stderr).toBe(0);
     await migrate();
-    const columns = await sql`select column_name from information_schema.columns where table_schema = 'spectrum' and column_name = 'amount'`;
+    const columns =
+      await sql`select column_name from information_schema.columns where table_schema = 'spectrum' and column_name = 'amount'`;
     expect(columns).toHaveLength(0);
     await insertEvents(sql, [{ event_type: 'after_drop', account_id: accounts[1], amount: 3 }]);
     await sql`call spectrum.process_pending()`;
-    const [f] = await sql`select count(*)::int as n from spectrum.fact_events where event_type = 'after_drop'`;
+    const [f] =
+      await sql`select count(*)::int as n from spectrum.fact_events where event_type = 'after_drop'`;
     expect(f!.n).toBe(1);
   });
 });

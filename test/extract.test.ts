@@ -7,7 +7,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Sql } from '../scripts/lib/db.ts';
 import { testDatabase, type TestDb } from './helpers/db.ts';
-import { corpus, notObjects, RAW_ID, RECEIVED_AT, type ExtractCase, type Typed } from './corpus/extract-corpus.ts';
+import {
+  corpus,
+  notObjects,
+  RAW_ID,
+  RECEIVED_AT,
+  type ExtractCase,
+  type Typed,
+} from './corpus/extract-corpus.ts';
 
 let db: TestDb;
 /** A session in New York time: nothing may depend on the caller's time zone. */
@@ -52,7 +59,12 @@ const typedOf = (row: Record<string, unknown>): Typed => ({
 });
 
 const expectedOf = (c: ExtractCase, rawId: string): Typed | undefined =>
-  'values' in c.expect ? { ...c.expect.values, event_id: c.expect.values.event_id === RAW_ID ? rawId : c.expect.values.event_id } : undefined;
+  'values' in c.expect
+    ? {
+        ...c.expect.values,
+        event_id: c.expect.values.event_id === RAW_ID ? rawId : c.expect.values.event_id,
+      }
+    : undefined;
 
 describe('spectrum.extract_event', () => {
   it.each(corpus.map((c, i) => [c.name, i] as const))('%s', async (_name, i) => {
@@ -70,21 +82,28 @@ describe('spectrum.extract_event', () => {
     expect(row!.error_msg).toBeNull();
     expect(typedOf(row!)).toEqual(expectedOf(c, ids[i]!));
     const { country, region, city } = c.expect.values;
-    expect(row!.geo_id).toBe(country ?? region ?? city ? row!.expected_geo_id : null);
+    expect(row!.geo_id).toBe((country ?? region ?? city) ? row!.expected_geo_id : null);
   });
 
-  it.each(notObjects.map((c) => [c.name, c.json] as const))('refuses %s as a payload, as the insert does', async (_name, json) => {
-    const [row] = await ny`select * from spectrum.extract_event(${json}::text::jsonb)`;
-    expect(row!.error_msg).toBe('payload: is not a JSON object');
-    const err = await ny`insert into spectrum.raw_events (payload) values (${json}::text::jsonb)`.catch((e) => e);
-    expect(err.code).toBe(json === null ? '23502' : '23514');
-  });
+  it.each(notObjects.map((c) => [c.name, c.json] as const))(
+    'refuses %s as a payload, as the insert does',
+    async (_name, json) => {
+      const [row] = await ny`select * from spectrum.extract_event(${json}::text::jsonb)`;
+      expect(row!.error_msg).toBe('payload: is not a JSON object');
+      const err =
+        await ny`insert into spectrum.raw_events (payload) values (${json}::text::jsonb)`.catch(
+          (e) => e,
+        );
+      expect(err.code).toBe(json === null ? '23502' : '23514');
+    },
+  );
 
   it('does not change the caller’s time zone or search_path', async () => {
     await ny.begin(async (tx) => {
       await tx`set local search_path = public`;
       await tx`select * from spectrum.extract_event('{"event_type":"x","account_id":"5b0e8f2a-3c1d-4e6f-9a7b-8c9d0e1f2a3b"}')`;
-      const [s] = await tx`select current_setting('timezone') as tz, current_setting('search_path') as path`;
+      const [s] =
+        await tx`select current_setting('timezone') as tz, current_setting('search_path') as path`;
       expect(s).toEqual({ tz: 'America/New_York', path: 'public' });
     });
   });
@@ -95,13 +114,19 @@ describe('the pipeline', () => {
     const runs = await db.sql`select * from spectrum.pipeline_runs`;
     expect(runs).toHaveLength(1);
     const valid = corpus.filter((c) => 'values' in c.expect).length;
-    expect(runs[0]).toMatchObject({ claimed: String(corpus.length), done: String(valid), failed: String(corpus.length - valid), retried: '0' });
+    expect(runs[0]).toMatchObject({
+      claimed: String(corpus.length),
+      done: String(valid),
+      failed: String(corpus.length - valid),
+      retried: '0',
+    });
     expect(runs[0]!.finished_at).toBeInstanceOf(Date);
   });
 
   it.each(corpus.map((c, i) => [c.name, i] as const))('%s', async (_name, i) => {
     const c = corpus[i]!;
-    const [raw] = await db.sql`select status, error_msg, processed_at, attempts from spectrum.raw_events where id = ${ids[i]!}`;
+    const [raw] =
+      await db.sql`select status, error_msg, processed_at, attempts from spectrum.raw_events where id = ${ids[i]!}`;
     const facts = await ny`
       select f.event_id::text, f.event_type, f.account_id::text, f.user_id,
              to_char(f.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as occurred_at,

@@ -13,7 +13,10 @@ afterAll(async () => db?.drop());
 describe('raw_events', () => {
   it('refuses a payload that is not a JSON object, naming the constraint', async () => {
     for (const bad of ['[1,2]', '"text"', '42', 'null', 'true']) {
-      const err = await db.sql`insert into spectrum.raw_events (payload) values (${bad}::jsonb)`.catch((e) => e);
+      const err =
+        await db.sql`insert into spectrum.raw_events (payload) values (${bad}::jsonb)`.catch(
+          (e) => e,
+        );
       expect(err.code, bad).toBe('23514');
       expect(err.constraint_name).toBe('raw_events_payload_is_object');
     }
@@ -21,18 +24,22 @@ describe('raw_events', () => {
 
   it('accepts any object untouched and fills the defaults', async () => {
     const payload = { anything: [1, { deep: 'x' }], 'weird key': null };
-    const [row] = await db.sql`insert into spectrum.raw_events (payload) values (${db.sql.json(payload)}) returning *`;
+    const [row] =
+      await db.sql`insert into spectrum.raw_events (payload) values (${db.sql.json(payload)}) returning *`;
     expect(row!.payload).toEqual(payload);
     expect(row!.status).toBe('pending');
     expect(row!.attempts).toBe(0);
     expect(row!.processed_at).toBeNull();
     expect(row!.error_msg).toBeNull();
     expect(row!.received_at).toBeInstanceOf(Date);
-    expect(row!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(row!.id).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
   });
 
   it('gives time-ordered ids', async () => {
-    const ids = await db.sql`select spectrum.uuid_v7(now() + (n || ' ms')::interval)::text as id from generate_series(1, 50, 7) n`;
+    const ids =
+      await db.sql`select spectrum.uuid_v7(now() + (n || ' ms')::interval)::text as id from generate_series(1, 50, 7) n`;
     const list = ids.map((r) => r.id as string);
     expect([...list].sort()).toEqual(list);
   });
@@ -54,14 +61,18 @@ describe('raw_events', () => {
   });
 
   it('evaluates the id default inline, with no function call per row', async () => {
-    const plan = await db.sql`explain (verbose, format json) insert into spectrum.raw_events (payload) values ('{}')`;
+    const plan =
+      await db.sql`explain (verbose, format json) insert into spectrum.raw_events (payload) values ('{}')`;
     const text = JSON.stringify(plan);
     expect(text).toContain('gen_random_uuid()');
     expect(text).not.toContain('uuid_v7');
   });
 
   it('refuses an unknown status', async () => {
-    const err = await db.sql`insert into spectrum.raw_events (payload, status) values ('{}', 'lost')`.catch((e) => e);
+    const err =
+      await db.sql`insert into spectrum.raw_events (payload, status) values ('{}', 'lost')`.catch(
+        (e) => e,
+      );
     expect(err.code).toBe('23514');
     expect(err.constraint_name).toBe('raw_events_status_check');
   });
@@ -91,7 +102,8 @@ describe('the producer role', () => {
     } finally {
       await p.end();
     }
-    const [n] = await db.sql`select count(*)::int as n from spectrum.raw_events where payload ? 'from' or payload->>'event_type' = 'x'`;
+    const [n] =
+      await db.sql`select count(*)::int as n from spectrum.raw_events where payload ? 'from' or payload->>'event_type' = 'x'`;
     expect(n!.n).toBe(2);
   });
 });
@@ -111,7 +123,8 @@ describe('npm run migrate', () => {
                  from pg_namespace n left join pg_class c on c.relnamespace = n.oid
                  left join pg_proc p on p.pronamespace = n.oid and p.prokind in ('f', 'p')
                 where n.nspname = 'spectrum' order by 1, 3`;
-      const migrations = async () => (await target`select count(*)::int as n from graphile_migrate.migrations`)[0]!.n;
+      const migrations = async () =>
+        (await target`select count(*)::int as n from graphile_migrate.migrations`)[0]!.n;
       const first = await snapshot();
       const applied = await migrations();
       expect(first.length).toBeGreaterThan(20);
@@ -136,7 +149,9 @@ describe('npm run migrate', () => {
       await admin`create database plain`;
       await admin.end();
       const lines: string[] = [];
-      await migrateDatabase(withDatabase(cluster.url('postgres'), 'plain'), { log: (l) => lines.push(l) });
+      await migrateDatabase(withDatabase(cluster.url('postgres'), 'plain'), {
+        log: (l) => lines.push(l),
+      });
       expect(lines.filter((l) => /pg_cron/.test(l))).toHaveLength(1);
       expect(lines.join('\n')).toMatch(/pg_cron is not installed/);
       const sql = connect(cluster.url('plain'), { max: 1 });

@@ -9,7 +9,12 @@ import { insertEvents, runPipeline, testDatabase, type TestDb } from './helpers/
 
 const ACCOUNT = '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10';
 const valid = (n: number, extra: object = {}) =>
-  Array.from({ length: n }, (_, i) => ({ event_type: 'click', account_id: ACCOUNT, user_id: `u${i % 5}`, ...extra }));
+  Array.from({ length: n }, (_, i) => ({
+    event_type: 'click',
+    account_id: ACCOUNT,
+    user_id: `u${i % 5}`,
+    ...extra,
+  }));
 
 let db: TestDb;
 let operatorRole: string;
@@ -50,7 +55,8 @@ async function counterIsExact(): Promise<number> {
 
 /** pipeline_status shows what the seed's group-by query finds: counts and oldest received_at. */
 async function statusIsExact(): Promise<void> {
-  const shown = await db.sql`select status, events::int, oldest_received_at from spectrum.pipeline_status order by status`;
+  const shown =
+    await db.sql`select status, events::int, oldest_received_at from spectrum.pipeline_status order by status`;
   const seed = await db.sql`
     select s.status, count(r.status)::int as events, min(r.received_at) as oldest_received_at
       from unnest(array['done', 'failed', 'pending', 'processing']) s(status)
@@ -60,7 +66,9 @@ async function statusIsExact(): Promise<void> {
 }
 
 const statusOf = async (ids: string[]) =>
-  (await db.sql`select status from spectrum.raw_events where id = any (${ids}::uuid[]) order by id`).map((r) => r.status as string);
+  (
+    await db.sql`select status from spectrum.raw_events where id = any (${ids}::uuid[]) order by id`
+  ).map((r) => r.status as string);
 
 describe('spectrum.reprocess', () => {
   let good: string[];
@@ -91,23 +99,31 @@ describe('spectrum.reprocess', () => {
   });
 
   it('refuses an empty received window with 22023', async () => {
-    const err = await db.sql`select spectrum.reprocess(received_after => now(), received_before => now() - interval '1 hour')`.catch((e) => e);
+    const err =
+      await db.sql`select spectrum.reprocess(received_after => now(), received_before => now() - interval '1 hour')`.catch(
+        (e) => e,
+      );
     expect(err.code).toBe('22023');
   });
 
   it('re-queues failed rows by status and returns how many; unchanged, they fail again the same way', async () => {
-    const before = await db.sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by id`;
+    const before =
+      await db.sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by id`;
     expect(before).toHaveLength(3);
     const [r] = await db.sql`select spectrum.reprocess(status => 'failed') as n`;
     expect(Number(r!.n)).toBe(3);
-    const reset = await db.sql`select status, attempts, error_msg, processed_at from spectrum.raw_events where id = any (${bad}::uuid[])`;
-    for (const row of reset) expect(row).toEqual({ status: 'pending', attempts: 0, error_msg: null, processed_at: null });
+    const reset =
+      await db.sql`select status, attempts, error_msg, processed_at from spectrum.raw_events where id = any (${bad}::uuid[])`;
+    for (const row of reset)
+      expect(row).toEqual({ status: 'pending', attempts: 0, error_msg: null, processed_at: null });
     expect(await statusOf(good)).toEqual(good.map(() => 'done'));
 
     await runPipeline(db.sql);
-    const after = await db.sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by id`;
+    const after =
+      await db.sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by id`;
     expect(after).toEqual(before);
-    const [again] = await db.sql`select count(*)::int as n from spectrum.raw_events where id = any (${bad}::uuid[]) and attempts = 1`;
+    const [again] =
+      await db.sql`select count(*)::int as n from spectrum.raw_events where id = any (${bad}::uuid[]) and attempts = 1`;
     expect(again!.n).toBe(3);
     await counterIsExact();
   });
@@ -116,7 +132,8 @@ describe('spectrum.reprocess', () => {
     const [r] = await db.sql`select spectrum.reprocess(ids => ${[good[0]!, bad[0]!]}::uuid[]) as n`;
     expect(Number(r!.n)).toBe(2);
     expect(await statusOf([good[0]!, bad[0]!])).toEqual(['pending', 'pending']);
-    const [again] = await db.sql`select spectrum.reprocess(ids => ${[good[0]!, bad[0]!]}::uuid[]) as n`;
+    const [again] =
+      await db.sql`select spectrum.reprocess(ids => ${[good[0]!, bad[0]!]}::uuid[]) as n`;
     expect(Number(again!.n)).toBe(0);
     await counterIsExact();
     await runPipeline(db.sql);
@@ -134,8 +151,12 @@ describe('spectrum.reprocess', () => {
     const [r] = await db.sql`
       select spectrum.reprocess(received_after => '2026-01-01 01:00:00+00', received_before => '2026-01-01 03:00:00+00') as n`;
     expect(Number(r!.n)).toBe(2);
-    const pending = await db.sql`select received_at from spectrum.raw_events where status = 'pending' order by received_at`;
-    expect(pending.map((p) => (p.received_at as Date).toISOString())).toEqual(['2026-01-01T01:00:00.000Z', '2026-01-01T02:00:00.000Z']);
+    const pending =
+      await db.sql`select received_at from spectrum.raw_events where status = 'pending' order by received_at`;
+    expect(pending.map((p) => (p.received_at as Date).toISOString())).toEqual([
+      '2026-01-01T01:00:00.000Z',
+      '2026-01-01T02:00:00.000Z',
+    ]);
     await runPipeline(db.sql);
   });
 
@@ -145,7 +166,8 @@ describe('spectrum.reprocess', () => {
                                 received_after => now() - interval '1 day', received_before => now() + interval '1 day') as n`;
     expect(Number(r!.n)).toBe(2);
     expect(await statusOf([good[1]!, good[2]!, bad[1]!])).toEqual(['pending', 'pending', 'failed']);
-    const [none] = await db.sql`select spectrum.reprocess(status => 'failed', received_before => '2000-01-01') as n`;
+    const [none] =
+      await db.sql`select spectrum.reprocess(status => 'failed', received_before => '2000-01-01') as n`;
     expect(Number(none!.n)).toBe(0);
     await counterIsExact();
     await runPipeline(db.sql);
@@ -165,24 +187,30 @@ describe('spectrum.reprocess', () => {
 
   it('replaces the fact of a reprocessed event instead of adding one', async () => {
     const id = good[4]!;
-    const [before] = await db.sql`select event_type, raw_event_id, received_at from spectrum.fact_events where event_id = ${id}`;
+    const [before] =
+      await db.sql`select event_type, raw_event_id, received_at from spectrum.fact_events where event_id = ${id}`;
     expect(before!.event_type).toBe('click');
     // A bug fixed in interpretation is simulated by editing the stored payload.
     await db.sql`update spectrum.raw_events set payload = payload || '{"event_type": "tap"}' where id = ${id}`;
     await db.sql`select spectrum.reprocess(ids => array[${id}]::uuid[])`;
     await runPipeline(db.sql);
-    const facts = await db.sql`select event_type, raw_event_id, received_at from spectrum.fact_events where event_id = ${id}`;
+    const facts =
+      await db.sql`select event_type, raw_event_id, received_at from spectrum.fact_events where event_id = ${id}`;
     expect(facts).toEqual([{ ...before, event_type: 'tap' }]);
 
     // A retry of the same event, received later, then the older version reprocessed: the
     // newest version keeps the one fact.
-    const [retry] = await insertEvents(db.sql, [{ event_id: id, event_type: 'retry', account_id: ACCOUNT }]);
+    const [retry] = await insertEvents(db.sql, [
+      { event_id: id, event_type: 'retry', account_id: ACCOUNT },
+    ]);
     await runPipeline(db.sql);
     await db.sql`select spectrum.reprocess(ids => array[${id}]::uuid[])`;
     await runPipeline(db.sql);
-    const after = await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${id}`;
+    const after =
+      await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${id}`;
     expect(after).toEqual([{ event_type: 'retry', raw_event_id: retry }]);
-    const [dups] = await db.sql`select count(*)::int as n from (select event_id from spectrum.fact_events group by 1 having count(*) > 1) d`;
+    const [dups] =
+      await db.sql`select count(*)::int as n from (select event_id from spectrum.fact_events group by 1 having count(*) > 1) d`;
     expect(dups!.n).toBe(0);
   });
 
@@ -196,16 +224,20 @@ describe('spectrum.reprocess', () => {
     const [one] = await operator`select spectrum.reprocess(ids => array[${good[5]!}]::uuid[]) as n`;
     expect(Number(one!.n)).toBe(1);
     await counterIsExact();
-    const denied = await operator`update spectrum.raw_events set status = 'pending'`.catch((e) => e);
+    const denied = await operator`update spectrum.raw_events set status = 'pending'`.catch(
+      (e) => e,
+    );
     expect(denied.code).toBe('42501');
     await runPipeline(db.sql);
     await counterIsExact();
   });
 
   it('is not callable by the producer role nor by PUBLIC', async () => {
-    const [p] = await db.sql`select has_function_privilege('spectrum_producer', 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)', 'execute') as ok`;
+    const [p] =
+      await db.sql`select has_function_privilege('spectrum_producer', 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)', 'execute') as ok`;
     expect(p!.ok).toBe(false);
-    const [pub] = await db.sql`select has_function_privilege('public', 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)', 'execute') as ok`;
+    const [pub] =
+      await db.sql`select has_function_privilege('public', 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)', 'execute') as ok`;
     expect(pub!.ok).toBe(false);
   });
 });
@@ -219,7 +251,8 @@ describe('the done and failed counters behind pipeline_status', () => {
 
   it('counts what the pipeline marks done and failed', async () => {
     expect(await counterIsExact()).toBe(40);
-    const [failed] = await db.sql`select events::int from spectrum.status_totals where status = 'failed'`;
+    const [failed] =
+      await db.sql`select events::int from spectrum.status_totals where status = 'failed'`;
     expect(failed!.events).toBe(2);
   });
 
@@ -242,7 +275,8 @@ describe('the done and failed counters behind pipeline_status', () => {
     const [one, two, three] = await insertEvents(db.sql, valid(3));
     await db.sql`update spectrum.raw_events set status = 'done' where id in (${one!}, ${two!})`;
     await db.sql`update spectrum.raw_events set status = 'failed' where id = ${three!}`;
-    const drift = await db.sql`select status, events::int from spectrum.status_totals order by status`;
+    const drift =
+      await db.sql`select status, events::int from spectrum.status_totals order by status`;
     expect(drift.map((d) => d.events)).toEqual([38, 0]);
     const [r] = await db.sql`select spectrum.recount_status() as n`;
     expect(Number(r!.n)).toBe(40);
@@ -257,7 +291,7 @@ describe('the done and failed counters behind pipeline_status', () => {
     expect(totals.map((t) => t.events)).toEqual([0, 0]);
   });
 
-  it('costs the pipeline\'s pending -> done or failed update no trigger call per row', async () => {
+  it("costs the pipeline's pending -> done or failed update no trigger call per row", async () => {
     await insertEvents(db.sql, valid(50));
     const triggersOf = async (statement: string) => {
       let found: { 'Trigger Name': string; Calls: number }[] = [];
@@ -280,10 +314,14 @@ describe('the done and failed counters behind pipeline_status', () => {
     expect(pipeline.raw_events_status_changed).toBeUndefined();
     expect(pipeline.raw_events_status_flush).toBe(1);
     expect(pipeline.raw_events_status_reset).toBe(1);
-    const retry = await triggersOf(`update spectrum.raw_events set attempts = attempts + 1 where status = 'pending'`);
+    const retry = await triggersOf(
+      `update spectrum.raw_events set attempts = attempts + 1 where status = 'pending'`,
+    );
     expect(retry.raw_events_status_changed).toBeUndefined();
     await runPipeline(db.sql);
-    const manual = await triggersOf(`update spectrum.raw_events set status = 'failed' where status = 'done'`);
+    const manual = await triggersOf(
+      `update spectrum.raw_events set status = 'failed' where status = 'done'`,
+    );
     expect(manual.raw_events_status_changed).toBe(50);
     expect(await counterIsExact()).toBe(50);
   });
@@ -291,11 +329,13 @@ describe('the done and failed counters behind pipeline_status', () => {
 
 describe('spectrum.pipeline_status', () => {
   beforeAll(fresh);
-  const bad = (n: number) => Array.from({ length: n }, () => ({ event_type: 'click', account_id: 'nope' }));
-  const set = (status: string, ids: string[]) => db.sql`update spectrum.raw_events set status = ${status} where id = any (${ids}::uuid[])`;
+  const bad = (n: number) =>
+    Array.from({ length: n }, () => ({ event_type: 'click', account_id: 'nope' }));
+  const set = (status: string, ids: string[]) =>
+    db.sql`update spectrum.raw_events set status = ${status} where id = any (${ids}::uuid[])`;
   const keepRows = () => db.sql`call spectrum.maintenance(p_retention => '10 years')`;
 
-  it('shows what the seed\'s group-by query finds after pipeline, reprocess, manual updates, deletes and truncate', async () => {
+  it("shows what the seed's group-by query finds after pipeline, reprocess, manual updates, deletes and truncate", async () => {
     await statusIsExact();
     // Oldest first: the failures, then the good events, each insert at its own received_at.
     const early = await insertEvents(db.sql, bad(4));
@@ -381,13 +421,18 @@ describe('spectrum.pipeline_status', () => {
     await db.sql`vacuum analyze spectrum.raw_events`;
     /** Rows the view's plan takes from raw_events, returned or filtered out. */
     const rowsRead = async () => {
-      const [row] = await db.sql.unsafe('explain (analyze, format json) select * from spectrum.pipeline_status');
+      const [row] = await db.sql.unsafe(
+        'explain (analyze, format json) select * from spectrum.pipeline_status',
+      );
       const plan = row!['QUERY PLAN'];
       let read = 0;
       const walk = (node: Record<string, unknown>) => {
         if (node['Relation Name'] === 'raw_events')
-          read += Number(node['Actual Rows']) * Number(node['Actual Loops']) + Number(node['Rows Removed by Filter'] ?? 0);
-        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+          read +=
+            Number(node['Actual Rows']) * Number(node['Actual Loops']) +
+            Number(node['Rows Removed by Filter'] ?? 0);
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? [])
+          walk(child);
       };
       walk((typeof plan === 'string' ? JSON.parse(plan) : plan)[0].Plan);
       return read;
@@ -429,7 +474,11 @@ describe('spectrum.failure_reasons', () => {
       { field: 'account_id', problem: 'is not a uuid', events: 4 },
       { field: 'event_type', problem: 'missing', events: 2 },
       { field: 'user_id', problem: 'is not a string or number', events: 1 },
-      { field: 'user_id', problem: 'text of N characters exceeds limits.maxTextLength (200)', events: 1 },
+      {
+        field: 'user_id',
+        problem: 'text of N characters exceeds limits.maxTextLength (200)',
+        events: 1,
+      },
     ]);
   });
 
@@ -479,7 +528,8 @@ describe('spectrum.health()', () => {
     expect(h.backlog_stale).toBe(true);
     expect(h.ok).toBe(false);
     expect(h.problems).toHaveLength(1);
-    const [age] = await db.sql`select ${h.oldest_pending_age}::interval >= interval '25 minutes' as ok`;
+    const [age] =
+      await db.sql`select ${h.oldest_pending_age}::interval >= interval '25 minutes' as ok`;
     expect(age!.ok).toBe(true);
     const [lenient] = await db.sql`select ok from spectrum.health(p_stale_after => '1 hour')`;
     expect(lenient!.ok).toBe(true);
@@ -522,7 +572,8 @@ describe('CALL spectrum.maintenance()', () => {
     db.sql`select spectrum.missing_fact_partitions(array(
              select (date_trunc('month', now() at time zone 'UTC') + make_interval(months => m)) at time zone 'UTC'
                from generate_series(0, ${n}::int) m)) as missing`;
-  const lastRun = async () => (await db.sql`select * from spectrum.maintenance_runs order by run_id desc limit 1`)[0];
+  const lastRun = async () =>
+    (await db.sql`select * from spectrum.maintenance_runs order by run_id desc limit 1`)[0];
   let old: { done: string[]; failed: string[]; pending: string[]; recent: string[] };
 
   beforeAll(async () => {
@@ -575,7 +626,8 @@ describe('CALL spectrum.maintenance()', () => {
     }
     const run = await lastRun();
     expect(Number(run!.raw_deleted)).toBe(24);
-    const left = await db.sql`select id from spectrum.raw_events where id = any (${old.done}::uuid[])`;
+    const left =
+      await db.sql`select id from spectrum.raw_events where id = any (${old.done}::uuid[])`;
     expect(left.map((r) => r.id)).toEqual([old.done[0]]);
     await counterIsExact();
   });
@@ -606,8 +658,9 @@ describe('CALL spectrum.maintenance()', () => {
     await db.sql`select spectrum.recount_status()`;
     // The only ones retention cannot find: random ids between the two id ranges it searches.
     const imported = (status: string) =>
-      db.sql`select id from spectrum.raw_events where payload->>'event_type' = 'imported' and status = ${status} order by id`
-        .then((rows) => rows.map((r) => r.id as string));
+      db.sql`select id from spectrum.raw_events where payload->>'event_type' = 'imported' and status = ${status} order by id`.then(
+        (rows) => rows.map((r) => r.id as string),
+      );
     const [gap] = await db.sql`
       select coalesce(array_agg(id order by id), '{}') as ids from spectrum.raw_events
        where payload->>'event_type' = 'imported' and status = 'done'
@@ -662,7 +715,9 @@ describe('CALL spectrum.maintenance()', () => {
     const holder = await db.sql.reserve();
     const s = await db.sql.reserve();
     const advisoryLocks = async () =>
-      (await db.sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`)[0]!.n;
+      (
+        await db.sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`
+      )[0]!.n;
     try {
       // Retention needs raw_events, which another session holds: the run raises half-way.
       await holder`begin`;
@@ -691,7 +746,12 @@ describe('CALL spectrum.maintenance()', () => {
   });
 
   it('refuses bad arguments with 22023', async () => {
-    for (const args of ['p_months_ahead => -1', "p_retention => '0 days'", 'p_batch => 0', "p_cron_history => '-1 day'"]) {
+    for (const args of [
+      'p_months_ahead => -1',
+      "p_retention => '0 days'",
+      'p_batch => 0',
+      "p_cron_history => '-1 day'",
+    ]) {
       const err = await db.sql.unsafe(`call spectrum.maintenance(${args})`).catch((e) => e);
       expect(err.code, args).toBe('22023');
     }
@@ -711,11 +771,16 @@ describe('a fact partition while a batch holds an uncommitted dimension upsert',
   let holding = false;
   let month: Date;
   const partition = () => `fact_events_${month.toISOString().slice(0, 7).replace('-', '_')}`;
-  const exists = async () => (await db.sql`select to_regclass(${`spectrum.${partition()}`}) is not null as ok`)[0]!.ok as boolean;
+  const exists = async () =>
+    (await db.sql`select to_regclass(${`spectrum.${partition()}`}) is not null as ok`)[0]!
+      .ok as boolean;
 
   beforeAll(async () => {
     await fresh();
-    [{ month }] = (await db.sql`select date_trunc('month', now() at time zone 'UTC' - interval '4 years') at time zone 'UTC' as month`) as unknown as [{ month: Date }];
+    [{ month }] =
+      (await db.sql`select date_trunc('month', now() at time zone 'UTC' - interval '4 years') at time zone 'UTC' as month`) as unknown as [
+        { month: Date },
+      ];
     holder = await db.sql.reserve();
     await holder`begin`;
     await holder`insert into spectrum.dim_accounts (account_id, first_seen_at, last_seen_at) values (gen_random_uuid(), now(), now())`;
@@ -729,7 +794,10 @@ describe('a fact partition while a batch holds an uncommitted dimension upsert',
   it('ensure_fact_partitions gives up with 55P03 after its 5 s lock timeout, creating nothing', async () => {
     expect(await exists()).toBe(false);
     const started = performance.now();
-    const err = await db.sql`select spectrum.ensure_fact_partitions(array[${month}::timestamptz])`.catch((e) => e);
+    const err =
+      await db.sql`select spectrum.ensure_fact_partitions(array[${month}::timestamptz])`.catch(
+        (e) => e,
+      );
     const waited = performance.now() - started;
     expect(err.code).toBe('55P03');
     expect(waited).toBeGreaterThan(4500);
@@ -739,11 +807,16 @@ describe('a fact partition while a batch holds an uncommitted dimension upsert',
 
   it('process_pending stops with contention and leaves the batch pending for the next tick', async () => {
     const at = new Date(month.getTime() + 14 * 86400_000).toISOString();
-    const ids = await insertEvents(db.sql, [{ event_type: 'late', account_id: ACCOUNT, timestamp: at }, ...valid(3)]);
+    const ids = await insertEvents(db.sql, [
+      { event_type: 'late', account_id: ACCOUNT, timestamp: at },
+      ...valid(3),
+    ]);
     await runPipeline(db.sql);
-    const [run] = await db.sql`select stopped_because, batches::int from spectrum.pipeline_runs order by run_id desc limit 1`;
+    const [run] =
+      await db.sql`select stopped_because, batches::int from spectrum.pipeline_runs order by run_id desc limit 1`;
     expect(run).toEqual({ stopped_because: 'contention', batches: 0 });
-    const rows = await db.sql`select status, attempts from spectrum.raw_events where id = any (${ids}::uuid[])`;
+    const rows =
+      await db.sql`select status, attempts from spectrum.raw_events where id = any (${ids}::uuid[])`;
     expect(rows).toEqual(ids.map(() => ({ status: 'pending', attempts: 0 })));
     expect(await exists()).toBe(false);
   });
@@ -754,7 +827,8 @@ describe('a fact partition while a batch holds an uncommitted dimension upsert',
       select spectrum.uuid_v7(t), '{"event_type": "old"}', t, 'done', t, 1 from (select now() - interval '200 days' as t) s`;
     await db.sql`select spectrum.recount_status()`;
     await db.sql`call spectrum.maintenance(p_months_ahead => 11)`;
-    const [run] = await db.sql`select partitions_created, raw_deleted::int, finished_at, note from spectrum.maintenance_runs order by run_id desc limit 1`;
+    const [run] =
+      await db.sql`select partitions_created, raw_deleted::int, finished_at, note from spectrum.maintenance_runs order by run_id desc limit 1`;
     expect(run!.partitions_created).toBe(0);
     expect(run!.raw_deleted).toBe(1);
     expect(run!.finished_at).not.toBeNull();
@@ -765,12 +839,15 @@ describe('a fact partition while a batch holds an uncommitted dimension upsert',
     await holder`rollback`;
     holding = false;
     await runPipeline(db.sql);
-    const [run] = await db.sql`select stopped_because, done::int from spectrum.pipeline_runs order by run_id desc limit 1`;
+    const [run] =
+      await db.sql`select stopped_because, done::int from spectrum.pipeline_runs order by run_id desc limit 1`;
     expect(run).toEqual({ stopped_because: 'no pending rows', done: 4 });
-    const [p] = await db.sql`select obj_description(${`spectrum.${partition()}`}::regclass, 'pg_class') as comment`;
+    const [p] =
+      await db.sql`select obj_description(${`spectrum.${partition()}`}::regclass, 'pg_class') as comment`;
     expect(p!.comment).toBeTruthy();
     await db.sql`call spectrum.maintenance(p_months_ahead => 11)`;
-    const [m] = await db.sql`select partitions_created, note from spectrum.maintenance_runs order by run_id desc limit 1`;
+    const [m] =
+      await db.sql`select partitions_created, note from spectrum.maintenance_runs order by run_id desc limit 1`;
     expect(m!.partitions_created).toBeGreaterThan(0);
     const [none] = await db.sql`
       select count(*)::int as n from pg_inherits i join pg_class c on c.oid = i.inhrelid
@@ -783,8 +860,12 @@ describe('overlapping calls of process_pending', () => {
   beforeAll(fresh);
 
   it('never process a row twice: every row once, one fact per event, the counter exact', async () => {
-    const payloads = [...valid(3000), ...Array.from({ length: 30 }, () => ({ event_type: 'bad', account_id: 'nope' }))];
-    for (let i = 0; i < payloads.length; i += 1000) await insertEvents(db.sql, payloads.slice(i, i + 1000));
+    const payloads = [
+      ...valid(3000),
+      ...Array.from({ length: 30 }, () => ({ event_type: 'bad', account_id: 'nope' })),
+    ];
+    for (let i = 0; i < payloads.length; i += 1000)
+      await insertEvents(db.sql, payloads.slice(i, i + 1000));
     const call = async () => {
       const s = await db.sql.reserve();
       try {
@@ -815,28 +896,40 @@ describe('pipeline_status under a planner that likes parallel plans', () => {
   it('never starts parallel workers to count raw_events', async () => {
     const s = await db.sql.reserve();
     try {
-      for (const g of ['parallel_setup_cost = 0', 'parallel_tuple_cost = 0', 'min_parallel_table_scan_size = 0', 'min_parallel_index_scan_size = 0'])
+      for (const g of [
+        'parallel_setup_cost = 0',
+        'parallel_tuple_cost = 0',
+        'min_parallel_table_scan_size = 0',
+        'min_parallel_index_scan_size = 0',
+      ])
         await s.unsafe(`set ${g}`);
       const plans = [
         await s.unsafe('explain (format json) select * from spectrum.pipeline_status'),
-        await s.unsafe("explain (format json) select count(*) from spectrum.raw_events where status = 'pending'"),
+        await s.unsafe(
+          "explain (format json) select count(*) from spectrum.raw_events where status = 'pending'",
+        ),
       ];
       /** Relations the plan scans with parallel workers. */
       const parallelScans = (plan: unknown) => {
         const found: string[] = [];
         const walk = (node: Record<string, unknown>) => {
-          if (node['Parallel Aware'] && node['Relation Name']) found.push(String(node['Relation Name']));
-          for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+          if (node['Parallel Aware'] && node['Relation Name'])
+            found.push(String(node['Relation Name']));
+          for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? [])
+            walk(child);
         };
         walk((typeof plan === 'string' ? JSON.parse(plan) : plan)[0].Plan);
         return found;
       };
-      for (const [row] of plans) expect(parallelScans(row!['QUERY PLAN'])).not.toContain('raw_events');
+      for (const [row] of plans)
+        expect(parallelScans(row!['QUERY PLAN'])).not.toContain('raw_events');
       // The same query on a copy without the option does scan in parallel: the check can fail.
       // (A temporary table is never scanned in parallel, so a plain one in public.)
       await s`create table public.raw_events (like spectrum.raw_events)`;
       try {
-        const [control] = await s.unsafe("explain (format json) select count(*) from public.raw_events where status = 'pending'");
+        const [control] = await s.unsafe(
+          "explain (format json) select count(*) from public.raw_events where status = 'pending'",
+        );
         expect(parallelScans(control!['QUERY PLAN'])).toContain('raw_events');
       } finally {
         await s`drop table public.raw_events`;

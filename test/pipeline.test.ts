@@ -19,14 +19,22 @@ const E1 = '11111111-1111-4111-8111-111111111111';
 const iso = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString();
 
 const raw = (ids: string[]) =>
-  db.sql`select id, status, error_msg, attempts, processed_at from spectrum.raw_events where id = any(${ids}::uuid[])`.then((rows) =>
-    ids.map((id) => rows.find((r) => r.id === id)!),
+  db.sql`select id, status, error_msg, attempts, processed_at from spectrum.raw_events where id = any(${ids}::uuid[])`.then(
+    (rows) => ids.map((id) => rows.find((r) => r.id === id)!),
   );
 
 describe('one tick', () => {
   it('marks valid events done with exactly one fact and their dimensions', async () => {
     const [withId, withoutId] = await insertEvents(db.sql, [
-      { event_id: E1, event_type: 'click', account_id: A, user_id: 'u1', timestamp: iso(1), geo: { country: 'FR', city: 'Paris' }, properties: { a: 1 } },
+      {
+        event_id: E1,
+        event_type: 'click',
+        account_id: A,
+        user_id: 'u1',
+        timestamp: iso(1),
+        geo: { country: 'FR', city: 'Paris' },
+        properties: { a: 1 },
+      },
       { event_type: 'view', account_id: A, timestamp: iso(2) },
     ]);
     await runPipeline(db.sql);
@@ -50,10 +58,17 @@ describe('one tick', () => {
     const [acct] = await db.sql`select * from spectrum.dim_accounts`;
     expect(acct!.account_id).toBe(A);
     expect(acct!.first_seen_at.getTime()).toBeLessThan(acct!.last_seen_at.getTime());
-    expect(await db.sql`select account_id, user_id from spectrum.dim_users`).toEqual([{ account_id: A, user_id: 'u1' }]);
+    expect(await db.sql`select account_id, user_id from spectrum.dim_users`).toEqual([
+      { account_id: A, user_id: 'u1' },
+    ]);
     const geo = await db.sql`select * from spectrum.dim_geography`;
     expect(geo).toHaveLength(1);
-    expect(geo[0]).toMatchObject({ country: 'FR', region: null, city: 'Paris', geo_id: facts[0]!.geo_id });
+    expect(geo[0]).toMatchObject({
+      country: 'FR',
+      region: null,
+      city: 'Paris',
+      geo_id: facts[0]!.geo_id,
+    });
   });
 
   it('fails an invalid event with a precise message and leaves the rest of the batch alone', async () => {
@@ -67,7 +82,8 @@ describe('one tick', () => {
     expect(rows.map((r) => r.status)).toEqual(['done', 'failed', 'done']);
     expect(rows[1]!.error_msg).toBe('account_id: "abc" is not a uuid');
     expect(rows[1]!.processed_at).toBeInstanceOf(Date);
-    const [n] = await db.sql`select count(*)::int as n from spectrum.fact_events where raw_event_id = ${ids[1]!}`;
+    const [n] =
+      await db.sql`select count(*)::int as n from spectrum.fact_events where raw_event_id = ${ids[1]!}`;
     expect(n!.n).toBe(0);
   });
 
@@ -80,32 +96,58 @@ describe('one tick', () => {
     await runPipeline(db.sql);
     const rows = await raw(ids);
     expect(rows.map((r) => r.status)).toEqual(['failed', 'failed', 'done']);
-    expect(rows[0]!.error_msg).toMatch(/^timestamp: ".*" is outside the accepted window \(5 years before to 1 day after received_at\)$/);
+    expect(rows[0]!.error_msg).toMatch(
+      /^timestamp: ".*" is outside the accepted window \(5 years before to 1 day after received_at\)$/,
+    );
   });
 
   it('records one pipeline_runs row per call with its counts, committing batch by batch', async () => {
-    await insertEvents(db.sql, [...Array(35)].map((_, i) => ({ event_type: `t${i}`, account_id: A, ...(i % 10 === 0 ? { timestamp: 'nope' } : {}) })));
+    await insertEvents(
+      db.sql,
+      [...Array(35)].map((_, i) => ({
+        event_type: `t${i}`,
+        account_id: A,
+        ...(i % 10 === 0 ? { timestamp: 'nope' } : {}),
+      })),
+    );
     await runPipeline(db.sql, 'p_batch_size => 10');
     await runPipeline(db.sql);
     const runs = await db.sql`select * from spectrum.pipeline_runs order by run_id`;
     expect(runs).toHaveLength(2);
-    expect(runs[0]).toMatchObject({ batches: 4, claimed: '35', done: '31', failed: '4', retried: '0', stopped_because: 'no pending rows' });
+    expect(runs[0]).toMatchObject({
+      batches: 4,
+      claimed: '35',
+      done: '31',
+      failed: '4',
+      retried: '0',
+      stopped_because: 'no pending rows',
+    });
     expect(runs[0]!.finished_at.getTime()).toBeGreaterThanOrEqual(runs[0]!.started_at.getTime());
     expect(runs[1]).toMatchObject({ batches: 0, claimed: '0' });
-    const status = await db.sql`select status, events::int from spectrum.pipeline_status where status in ('done', 'failed')`;
-    expect(status).toEqual([{ status: 'done', events: 31 }, { status: 'failed', events: 4 }]);
+    const status =
+      await db.sql`select status, events::int from spectrum.pipeline_status where status in ('done', 'failed')`;
+    expect(status).toEqual([
+      { status: 'done', events: 31 },
+      { status: 'failed', events: 4 },
+    ]);
   });
 
   it('stops at the batch limit and within its time budget', async () => {
-    await insertEvents(db.sql, [...Array(30)].map((_, i) => ({ event_type: `t${i}`, account_id: A })));
+    await insertEvents(
+      db.sql,
+      [...Array(30)].map((_, i) => ({ event_type: `t${i}`, account_id: A })),
+    );
     await runPipeline(db.sql, 'p_batch_size => 10, p_max_batches => 2');
-    const [limited] = await db.sql`select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
+    const [limited] =
+      await db.sql`select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
     expect(limited).toEqual({ batches: 2, stopped_because: 'batch limit' });
     await runPipeline(db.sql, `p_batch_size => 1, p_time_budget => '1 microsecond'`);
-    const [budget] = await db.sql`select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
+    const [budget] =
+      await db.sql`select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
     expect(budget!.stopped_because).toBe('time budget');
     expect(budget!.batches).toBeLessThanOrEqual(1);
-    const [left] = await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'pending'`;
+    const [left] =
+      await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'pending'`;
     expect(left!.n).toBeGreaterThan(0);
   });
 
@@ -124,11 +166,14 @@ describe('one tick', () => {
 });
 
 describe('exactly once into facts', () => {
-  const facts = () => db.sql`select event_id, raw_event_id, event_type, account_id, occurred_at from spectrum.fact_events`;
+  const facts = () =>
+    db.sql`select event_id, raw_event_id, event_type, account_id, occurred_at from spectrum.fact_events`;
 
   it('keeps one fact for a producer retry, from the most recently received version', async () => {
     const [first] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'v1', account_id: A }]);
-    const [second] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'v2', account_id: A }]);
+    const [second] = await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'v2', account_id: A },
+    ]);
     await runPipeline(db.sql);
     const f = await facts();
     expect(f).toHaveLength(1);
@@ -140,9 +185,13 @@ describe('exactly once into facts', () => {
   });
 
   it('replaces the fact when a later version arrives in a later tick, even in another month and account', async () => {
-    await insertEvents(db.sql, [{ event_id: E1, event_type: 'v1', account_id: A, timestamp: iso(400) }]);
+    await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'v1', account_id: A, timestamp: iso(400) },
+    ]);
     await runPipeline(db.sql);
-    const [later] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'v2', account_id: B, timestamp: iso(1) }]);
+    const [later] = await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'v2', account_id: B, timestamp: iso(1) },
+    ]);
     await runPipeline(db.sql);
     const f = await facts();
     expect(f).toHaveLength(1);
@@ -150,9 +199,13 @@ describe('exactly once into facts', () => {
   });
 
   it('never lets an older version win, however often it is reprocessed', async () => {
-    const [older] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'old', account_id: A }]);
+    const [older] = await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'old', account_id: A },
+    ]);
     await runPipeline(db.sql);
-    const [newer] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'new', account_id: A }]);
+    const [newer] = await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'new', account_id: A },
+    ]);
     await runPipeline(db.sql);
     for (let i = 0; i < 3; i++) {
       await db.sql`update spectrum.raw_events set status = 'pending' where id = ${older!}`;
@@ -164,15 +217,24 @@ describe('exactly once into facts', () => {
   });
 
   it('replaces facts of reprocessed events instead of duplicating them', async () => {
-    const ids = await insertEvents(db.sql, [...Array(50)].map((_, i) => ({ event_type: `t${i}`, account_id: i % 2 ? A : B, user_id: `u${i % 7}` })));
+    const ids = await insertEvents(
+      db.sql,
+      [...Array(50)].map((_, i) => ({
+        event_type: `t${i}`,
+        account_id: i % 2 ? A : B,
+        user_id: `u${i % 7}`,
+      })),
+    );
     await runPipeline(db.sql);
     for (let i = 0; i < 2; i++) {
       await db.sql`update spectrum.raw_events set status = 'pending' where id = any(${ids}::uuid[])`;
       await runPipeline(db.sql, 'p_batch_size => 7');
     }
-    const [c] = await db.sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
+    const [c] =
+      await db.sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
     expect(c).toEqual({ n: 50, d: 50 });
-    const [r] = await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'done' and attempts = 3`;
+    const [r] =
+      await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'done' and attempts = 3`;
     expect(r!.n).toBe(50);
   });
 });
@@ -180,9 +242,13 @@ describe('exactly once into facts', () => {
 describe('fact partitions', () => {
   it('creates the monthly partitions events need, and never a default partition', async () => {
     const months = [0, 40, 800, 1500];
-    await insertEvents(db.sql, months.map((d) => ({ event_type: 'p', account_id: A, timestamp: iso(d) })));
+    await insertEvents(
+      db.sql,
+      months.map((d) => ({ event_type: 'p', account_id: A, timestamp: iso(d) })),
+    );
     await runPipeline(db.sql);
-    const [done] = await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'done'`;
+    const [done] =
+      await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'done'`;
     expect(done!.n).toBe(4);
     const parts = await db.sql`
       select c.relname, pg_get_expr(c.relpartbound, c.oid) as bound
@@ -214,16 +280,23 @@ describe('unexpected errors', () => {
       ]);
       await runPipeline(db.sql, 'p_max_attempts => 2');
       let rows = await raw(ids);
-      expect(rows.map((r) => [r.status, r.attempts])).toEqual([['done', 1], ['pending', 1], ['done', 1]]);
+      expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+        ['done', 1],
+        ['pending', 1],
+        ['done', 1],
+      ]);
       expect(rows[1]!.error_msg).toMatch(/SQLSTATE XX123: kaboom/);
-      const [run] = await db.sql`select done::int, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
+      const [run] =
+        await db.sql`select done::int, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
       expect(run).toEqual({ done: 2, retried: 1 });
 
       await runPipeline(db.sql, 'p_max_attempts => 2');
       rows = await raw(ids);
       expect(rows[1]!.status).toBe('failed');
       expect(rows[1]!.attempts).toBe(2);
-      expect(rows[1]!.error_msg).toMatch(/^unexpected error after 2 attempts: SQLSTATE XX123: kaboom/);
+      expect(rows[1]!.error_msg).toMatch(
+        /^unexpected error after 2 attempts: SQLSTATE XX123: kaboom/,
+      );
       const [n] = await db.sql`select count(*)::int as n from spectrum.fact_events`;
       expect(n!.n).toBe(2);
     } finally {
@@ -247,9 +320,13 @@ describe('unexpected errors', () => {
       await worker`set lock_timeout = '200ms'`;
       await worker`call spectrum.process_pending()`;
       const rows = await raw(ids);
-      expect(rows.map((r) => [r.status, r.attempts])).toEqual([['pending', 1], ['pending', 1]]);
+      expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+        ['pending', 1],
+        ['pending', 1],
+      ]);
       expect(rows[0]!.error_msg).toMatch(/SQLSTATE 55P03/);
-      const [run] = await worker`select stopped_because, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
+      const [run] =
+        await worker`select stopped_because, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
       expect(run).toEqual({ stopped_because: 'contention', retried: 2 });
     } finally {
       await holder`rollback`;
@@ -266,7 +343,9 @@ describe('a stored version that becomes invalid', () => {
   it('loses its fact when reprocessed, and gets it back once valid again', async () => {
     const [id] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'good', account_id: A }]);
     await runPipeline(db.sql);
-    const count = async () => (await db.sql`select count(*)::int as n from spectrum.fact_events where event_id = ${E1}`)[0]!.n;
+    const count = async () =>
+      (await db.sql`select count(*)::int as n from spectrum.fact_events where event_id = ${E1}`)[0]!
+        .n;
     expect(await count()).toBe(1);
 
     await db.sql`update spectrum.raw_events set payload = payload - 'event_type', status = 'pending' where id = ${id!}`;
@@ -277,14 +356,19 @@ describe('a stored version that becomes invalid', () => {
 
     await db.sql`update spectrum.raw_events set payload = payload || '{"event_type": "fixed"}', status = 'pending' where id = ${id!}`;
     await runPipeline(db.sql);
-    const f = await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${E1}`;
+    const f =
+      await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${E1}`;
     expect(f).toEqual([{ event_type: 'fixed', raw_event_id: id }]);
   });
 
   it('does not touch the fact when an invalid newer version arrives from a producer', async () => {
-    const [good] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'good', account_id: A }]);
+    const [good] = await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'good', account_id: A },
+    ]);
     await runPipeline(db.sql);
-    const [bad] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'retry', account_id: 'broken' }]);
+    const [bad] = await insertEvents(db.sql, [
+      { event_id: E1, event_type: 'retry', account_id: 'broken' },
+    ]);
     await runPipeline(db.sql);
     expect((await raw([bad!]))[0]!.status).toBe('failed');
     const f = await db.sql`select raw_event_id from spectrum.fact_events where event_id = ${E1}`;
@@ -302,12 +386,16 @@ describe('isolating a bug in a large batch', () => {
     await db.sql`create trigger boom2 before insert on spectrum.fact_events for each row execute function pg_temp_boom2()`;
     const s = await db.sql.reserve();
     try {
-      const payloads = [...Array(2000)].map((_, i) => ({ event_type: i === 1234 ? 'boom' : `t${i % 5}`, account_id: i % 2 ? A : B }));
+      const payloads = [...Array(2000)].map((_, i) => ({
+        event_type: i === 1234 ? 'boom' : `t${i % 5}`,
+        account_id: i % 2 ? A : B,
+      }));
       const ids = await insertEvents(db.sql, payloads);
       await s`set track_functions = 'all'`;
       const calls = async () => {
         await s`select pg_stat_force_next_flush()`;
-        const [c] = await s`select coalesce(sum(calls), 0)::int as n from pg_stat_user_functions where funcname = 'process_claimed'`;
+        const [c] =
+          await s`select coalesce(sum(calls), 0)::int as n from pg_stat_user_functions where funcname = 'process_claimed'`;
         return c!.n;
       };
       const before = await calls();

@@ -11,7 +11,9 @@ afterAll(async () => db?.drop());
 
 it('finds no error in any spectrum routine', async () => {
   // Trigger functions are checked against the table of (one of) their triggers.
-  const routines = await db.sql<{ oid: number; name: string; relid: number; oldtable: string | null }[]>`
+  const routines = await db.sql<
+    { oid: number; name: string; relid: number; oldtable: string | null }[]
+  >`
     select p.oid::int as oid, p.oid::regprocedure::text as name,
            coalesce((select t.tgrelid from pg_trigger t where t.tgfoid = p.oid limit 1), 0)::int as relid,
            (select t.tgoldtable from pg_trigger t where t.tgfoid = p.oid and t.tgoldtable is not null limit 1) as oldtable
@@ -27,7 +29,8 @@ it('finds no error in any spectrum routine', async () => {
   for (const r of routines) {
     const rows = await session<{ level: string; message: string; lineno: number | null }[]>`
       select level, message, lineno from plpgsql_check_function_tb(${r.oid}::regprocedure, relid => ${r.relid}::oid, oldtable => ${r.oldtable}::name, fatal_errors => false)`;
-    for (const row of rows.filter((x) => x.level === 'error')) problems.push(`${r.name} line ${row.lineno}: ${row.message}`);
+    for (const row of rows.filter((x) => x.level === 'error'))
+      problems.push(`${r.name} line ${row.lineno}: ${row.message}`);
   }
   session.release();
   expect(problems).toEqual([]);

@@ -39,7 +39,9 @@ async function ensureCron(admin: Sql) {
 describe('applySchedule, with pg_cron in another database', () => {
   let cluster: Awaited<ReturnType<typeof privateCluster>>;
   let cron: Sql;
-  const jobs = () => cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string }[]>`
+  const jobs = () => cron<
+    { jobid: number; jobname: string; schedule: string; command: string; database: string }[]
+  >`
     select jobid, jobname, schedule, command, database from cron.job order by jobname`;
   const apply = async (database: string, list?: Job[]) => {
     const lines: string[] = [];
@@ -63,9 +65,19 @@ describe('applySchedule, with pg_cron in another database', () => {
     const { result, lines } = await apply('alpha');
     expect(result).toBe('applied');
     expect(lines).toHaveLength(2);
-    const want = readSchedule().map((j) => ({ jobname: j.name, schedule: j.schedule, command: j.command, database: 'alpha' }));
-    expect((await jobs()).map(({ jobid: _, ...j }) => j)).toEqual(want.sort((a, b) => a.jobname.localeCompare(b.jobname)));
-    expect(want.map((j) => j.jobname).sort()).toEqual(['spectrum.maintenance', 'spectrum.process_pending']);
+    const want = readSchedule().map((j) => ({
+      jobname: j.name,
+      schedule: j.schedule,
+      command: j.command,
+      database: 'alpha',
+    }));
+    expect((await jobs()).map(({ jobid: _, ...j }) => j)).toEqual(
+      want.sort((a, b) => a.jobname.localeCompare(b.jobname)),
+    );
+    expect(want.map((j) => j.jobname).sort()).toEqual([
+      'spectrum.maintenance',
+      'spectrum.process_pending',
+    ]);
   });
 
   it('changes nothing the second time', async () => {
@@ -77,19 +89,26 @@ describe('applySchedule, with pg_cron in another database', () => {
 
   it('updates a changed job in place', async () => {
     const before = await jobs();
-    const changed = readSchedule().map((j) => (j.name === 'spectrum.process_pending' ? { ...j, schedule: '*/2 * * * *' } : j));
+    const changed = readSchedule().map((j) =>
+      j.name === 'spectrum.process_pending' ? { ...j, schedule: '*/2 * * * *' } : j,
+    );
     const { lines } = await apply('alpha', changed);
     expect(lines).toHaveLength(1);
     const after = await jobs();
     expect(after.map((j) => j.jobid)).toEqual(before.map((j) => j.jobid));
-    expect(after.find((j) => j.jobname === 'spectrum.process_pending')!.schedule).toBe('*/2 * * * *');
+    expect(after.find((j) => j.jobname === 'spectrum.process_pending')!.schedule).toBe(
+      '*/2 * * * *',
+    );
     expect((await apply('alpha')).lines).toHaveLength(1);
     expect(await jobs()).toEqual(before);
   });
 
   it('unschedules a spectrum job removed from the file, and leaves other jobs alone', async () => {
     await cron`select cron.schedule('other.job', '0 0 1 1 *', 'select 1')`;
-    const { lines } = await apply('alpha', readSchedule().filter((j) => j.name !== 'spectrum.maintenance'));
+    const { lines } = await apply(
+      'alpha',
+      readSchedule().filter((j) => j.name !== 'spectrum.maintenance'),
+    );
     expect(lines).toHaveLength(1);
     expect((await jobs()).map((j) => j.jobname)).toEqual(['other.job', 'spectrum.process_pending']);
     await cron`select cron.unschedule('other.job')`;
@@ -97,7 +116,7 @@ describe('applySchedule, with pg_cron in another database', () => {
     expect(await jobs()).toHaveLength(2);
   });
 
-  it("never takes over a job of the same name that runs another database; takes one whose database was dropped", async () => {
+  it('never takes over a job of the same name that runs another database; takes one whose database was dropped', async () => {
     const before = await jobs();
     const { result, lines } = await apply('beta');
     expect(result).toBe('applied');
@@ -135,7 +154,8 @@ describe('maintenance, with pg_cron in the same database', () => {
       select 1, 1, 'pipeline', 'postgres', 'CALL spectrum.process_pending()', 'succeeded', 'CALL', t, t + interval '1 second'
         from unnest(array[now() - interval '30 days', now() - interval '8 days', now() - interval '2 days', now() - interval '1 hour']) t`;
     await sql`call spectrum.maintenance()`;
-    const [run] = await sql`select cron_details_deleted::int, note from spectrum.maintenance_runs order by run_id desc limit 1`;
+    const [run] =
+      await sql`select cron_details_deleted::int, note from spectrum.maintenance_runs order by run_id desc limit 1`;
     expect(run).toEqual({ cron_details_deleted: 2, note: null });
     await sql`call spectrum.maintenance(p_cron_history => '1 day')`;
     const [left] = await sql`select count(*)::int as n from cron.job_run_details`;
@@ -174,8 +194,10 @@ describe('the pg_cron tick', () => {
     const deadline = Date.now() + 150_000;
     let state = { pending: ids.length, succeeded: 0 };
     while (Date.now() < deadline) {
-      const [raw] = await db.sql`select count(*) filter (where status = 'pending')::int as pending from spectrum.raw_events`;
-      const [runs] = await cron`select count(*) filter (where status = 'succeeded')::int as succeeded from cron.job_run_details where jobid = ${jobid}`;
+      const [raw] =
+        await db.sql`select count(*) filter (where status = 'pending')::int as pending from spectrum.raw_events`;
+      const [runs] =
+        await cron`select count(*) filter (where status = 'succeeded')::int as succeeded from cron.job_run_details where jobid = ${jobid}`;
       state = { pending: raw!.pending, succeeded: runs!.succeeded };
       if (state.pending === 0 && state.succeeded > 0) break;
       await new Promise((r) => setTimeout(r, 2000));
@@ -184,7 +206,8 @@ describe('the pg_cron tick', () => {
     expect(state.succeeded).toBeGreaterThan(0);
     const statuses = await db.sql`select status from spectrum.raw_events order by id`;
     expect(statuses.map((s) => s.status)).toEqual(['done', 'failed']);
-    const [run] = await db.sql`select finished_at is not null as finished, done::int, failed::int from spectrum.pipeline_runs order by run_id limit 1`;
+    const [run] =
+      await db.sql`select finished_at is not null as finished, done::int, failed::int from spectrum.pipeline_runs order by run_id limit 1`;
     expect(run).toEqual({ finished: true, done: 1, failed: 1 });
   }, 180_000);
 });

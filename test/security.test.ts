@@ -12,7 +12,10 @@ import { testDatabase, type TestDb } from './helpers/db.ts';
 
 let db: TestDb;
 let tag: string;
-const logins: Record<'producer' | 'operator' | 'reader' | 'nobody' | 'planter', { role: string; sql: Sql }> = {} as never;
+const logins: Record<
+  'producer' | 'operator' | 'reader' | 'nobody' | 'planter',
+  { role: string; sql: Sql }
+> = {} as never;
 
 const ACCOUNT = '5b0e8f2a-3c1d-4e6f-9a7b-8c9d0e1f2a3b';
 const DENIED = '42501';
@@ -20,7 +23,13 @@ const DENIED = '42501';
 beforeAll(async () => {
   db = await testDatabase('security');
   tag = db.name.slice(-8);
-  const groups = { producer: 'spectrum_producer', operator: 'spectrum_operator', reader: 'spectrum_reader', nobody: null, planter: 'spectrum_producer' };
+  const groups = {
+    producer: 'spectrum_producer',
+    operator: 'spectrum_operator',
+    reader: 'spectrum_reader',
+    nobody: null,
+    planter: 'spectrum_producer',
+  };
   for (const [name, group] of Object.entries(groups) as [keyof typeof logins, string | null][]) {
     const role = `sec_${name}_${tag}`;
     await db.sql.unsafe(`create role ${role} login${group ? ` in role ${group}` : ''}`);
@@ -42,7 +51,10 @@ afterAll(async () => {
 async function notDenied(sql: Sql, statements: string[]): Promise<string[]> {
   const wrong: string[] = [];
   for (const s of statements) {
-    const r = await sql.unsafe(s).then(() => 'succeeded', (e: { code?: string }) => e.code);
+    const r = await sql.unsafe(s).then(
+      () => 'succeeded',
+      (e: { code?: string }) => e.code,
+    );
     if (r !== DENIED) wrong.push(`${s} → ${r}`);
   }
   return wrong;
@@ -57,7 +69,11 @@ async function relations(kinds = ['r', 'p', 'v']) {
       from pg_catalog.pg_class c
      where c.relnamespace = 'spectrum'::regnamespace and c.relkind = any(${kinds}) and not c.relispartition
      order by 1`;
-  return rows.map((r) => ({ name: `spectrum.${r.relname}`, kind: r.relkind as string, col: r.col as string }));
+  return rows.map((r) => ({
+    name: `spectrum.${r.relname}`,
+    kind: r.relkind as string,
+    col: r.col as string,
+  }));
 }
 
 /** The routines of schema spectrum a role may execute (by has_function_privilege). */
@@ -87,8 +103,13 @@ describe('spectrum_producer', () => {
   it('may insert payload by INSERT and by COPY', async () => {
     const p = logins.producer.sql;
     await p`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'by_insert', account_id: ACCOUNT })}::text::jsonb)`;
-    await copyIn(p, 'copy spectrum.raw_events (payload) from stdin', JSON.stringify({ event_type: 'by_copy', account_id: ACCOUNT }));
-    const rows = await db.sql`select payload ->> 'event_type' as t, status from spectrum.raw_events where payload ->> 'event_type' like 'by_%' order by 1`;
+    await copyIn(
+      p,
+      'copy spectrum.raw_events (payload) from stdin',
+      JSON.stringify({ event_type: 'by_copy', account_id: ACCOUNT }),
+    );
+    const rows =
+      await db.sql`select payload ->> 'event_type' as t, status from spectrum.raw_events where payload ->> 'event_type' like 'by_%' order by 1`;
     expect(rows).toEqual([
       { t: 'by_copy', status: 'pending' },
       { t: 'by_insert', status: 'pending' },
@@ -113,13 +134,24 @@ describe('spectrum_producer', () => {
       'copy (select payload from spectrum.raw_events) to stdout',
     ];
     expect(await notDenied(logins.producer.sql, statements)).toEqual([]);
-    const copy = await copyIn(logins.producer.sql, 'copy spectrum.raw_events (payload, status) from stdin', '{}\tdone').catch((e) => e);
+    const copy = await copyIn(
+      logins.producer.sql,
+      'copy spectrum.raw_events (payload, status) from stdin',
+      '{}\tdone',
+    ).catch((e) => e);
     expect(copy.code).toBe(DENIED);
   });
 
   it('may not touch any other table or view of the schema, nor create objects in it', async () => {
     const others = (await relations()).filter((t) => t.name !== 'spectrum.raw_events');
-    expect(others.map((t) => t.name)).toEqual(expect.arrayContaining(['spectrum.fact_events', 'spectrum.dim_accounts', 'spectrum.pipeline_status', 'spectrum.pipeline_runs']));
+    expect(others.map((t) => t.name)).toEqual(
+      expect.arrayContaining([
+        'spectrum.fact_events',
+        'spectrum.dim_accounts',
+        'spectrum.pipeline_status',
+        'spectrum.pipeline_runs',
+      ]),
+    );
     const statements = [
       ...others.map((t) => `select * from ${t.name}`),
       ...others.filter((t) => t.kind !== 'v').flatMap(everyWrite),
@@ -160,11 +192,13 @@ describe('spectrum_operator', () => {
       values ('{"event_type":"x"}', 'failed', now(), 'account_id: missing', 1) returning id`;
     const [r] = await o`select spectrum.reprocess(ids => array[${failed!.id}]::uuid[]) as n`;
     expect(Number(r!.n)).toBe(1);
-    const [row] = await db.sql`select status, attempts from spectrum.raw_events where id = ${failed!.id}`;
+    const [row] =
+      await db.sql`select status, attempts from spectrum.raw_events where id = ${failed!.id}`;
     expect(row).toEqual({ status: 'pending', attempts: 0 });
     const [h] = await o`select ok from spectrum.health()`;
     expect(typeof h!.ok).toBe('boolean');
-    const [e] = await o`select error_msg from spectrum.extract_event('{"event_type":"x","account_id":"abc"}')`;
+    const [e] =
+      await o`select error_msg from spectrum.extract_event('{"event_type":"x","account_id":"abc"}')`;
     expect(e!.error_msg).toBe('account_id: "abc" is not a uuid');
   });
 
@@ -173,7 +207,9 @@ describe('spectrum_operator', () => {
     const statements = [
       ...tables.flatMap(everyWrite),
       `insert into spectrum.raw_events (payload) values ('{}')`,
-      ...['dim_accounts', 'dim_users', 'dim_geography', 'fact_events'].map((t) => `select * from spectrum.${t}`),
+      ...['dim_accounts', 'dim_users', 'dim_geography', 'fact_events'].map(
+        (t) => `select * from spectrum.${t}`,
+      ),
       'call spectrum.process_pending()',
       'call spectrum.maintenance()',
       'create table spectrum.planted (x int)',
@@ -183,7 +219,15 @@ describe('spectrum_operator', () => {
 
   it('may execute exactly the routines an operator needs', async () => {
     expect(await executable(logins.operator.role)).toEqual(
-      ['extract_event', 'health', 'json_excerpt', 'reprocess', 'try_timestamptz', 'try_uuid', 'uuid_v7'].sort(),
+      [
+        'extract_event',
+        'health',
+        'json_excerpt',
+        'reprocess',
+        'try_timestamptz',
+        'try_uuid',
+        'uuid_v7',
+      ].sort(),
     );
   });
 });
@@ -191,7 +235,10 @@ describe('spectrum_operator', () => {
 describe('spectrum_reader', () => {
   it('may read the dimensions and facts', async () => {
     for (const t of ['dim_accounts', 'dim_users', 'dim_geography', 'fact_events']) {
-      const r = await logins.reader.sql.unsafe(`select * from spectrum.${t} limit 1`).then(() => 'ok', (e) => e.code);
+      const r = await logins.reader.sql.unsafe(`select * from spectrum.${t} limit 1`).then(
+        () => 'ok',
+        (e) => e.code,
+      );
       expect(r, t).toBe('ok');
     }
   });
@@ -199,7 +246,14 @@ describe('spectrum_reader', () => {
   it('may not read raw events, status or runs, nor change anything', async () => {
     const tables = await relations(['r', 'p']);
     const statements = [
-      ...['raw_events', 'pipeline_status', 'pipeline_runs', 'failure_reasons', 'event_index', 'status_totals'].map((t) => `select * from spectrum.${t}`),
+      ...[
+        'raw_events',
+        'pipeline_status',
+        'pipeline_runs',
+        'failure_reasons',
+        'event_index',
+        'status_totals',
+      ].map((t) => `select * from spectrum.${t}`),
       ...tables.flatMap(everyWrite),
       'create table spectrum.planted (x int)',
     ];
@@ -214,7 +268,8 @@ describe('spectrum_reader', () => {
 describe('PUBLIC', () => {
   it('gives a role without membership nothing on the schema or in it', async () => {
     const role = logins.nobody.role;
-    const [schema] = await db.sql`select has_schema_privilege(${role}, 'spectrum', 'USAGE') as usage, has_schema_privilege(${role}, 'spectrum', 'CREATE') as create`;
+    const [schema] =
+      await db.sql`select has_schema_privilege(${role}, 'spectrum', 'USAGE') as usage, has_schema_privilege(${role}, 'spectrum', 'CREATE') as create`;
     expect(schema).toEqual({ usage: false, create: false });
     const tables = await db.sql`
       select c.oid::regclass::text as name from pg_catalog.pg_class c
@@ -259,12 +314,25 @@ describe('security definer routines', () => {
         from pg_catalog.pg_proc p join pg_catalog.pg_roles r on r.oid = p.proowner
        where p.pronamespace = 'spectrum'::regnamespace and p.prosecdef
        order by 1`;
-    expect(routines.map((r) => r.routine)).toContain('spectrum.reprocess(text,uuid[],timestamp with time zone,timestamp with time zone)');
+    expect(routines.map((r) => r.routine)).toContain(
+      'spectrum.reprocess(text,uuid[],timestamp with time zone,timestamp with time zone)',
+    );
     for (const r of routines) {
-      expect(r, r.routine).toMatchObject({ rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false, rolreplication: false, rolcanlogin: false, owner_may_create: false });
+      expect(r, r.routine).toMatchObject({
+        rolsuper: false,
+        rolcreaterole: false,
+        rolcreatedb: false,
+        rolbypassrls: false,
+        rolreplication: false,
+        rolcanlogin: false,
+        owner_may_create: false,
+      });
       expect(r.search_path, r.routine).not.toBeNull();
       const path = (r.search_path as string).split(',').map((s) => s.trim().replace(/^"|"$/g, ''));
-      expect(path.every((s) => ['pg_catalog', 'spectrum', 'pg_temp'].includes(s)), `${r.routine}: ${r.search_path}`).toBe(true);
+      expect(
+        path.every((s) => ['pg_catalog', 'spectrum', 'pg_temp'].includes(s)),
+        `${r.routine}: ${r.search_path}`,
+      ).toBe(true);
       expect(path.at(-1), r.routine).toBe('pg_temp');
     }
   });
@@ -310,8 +378,12 @@ describe('a search_path hijack', () => {
       await dba`insert into spectrum.raw_events (payload) values ('{"event_type": "by the dba"}')`;
       await dba`call spectrum.maintenance()`;
       await dba`call spectrum.process_pending()`;
-      const [e] = await dba`select error_msg, country from spectrum.extract_event(${JSON.stringify({ event_type: 'q'.repeat(300), account_id: ACCOUNT, geo: { country: 'DE' } })}::text::jsonb)`;
-      expect(e).toEqual({ error_msg: 'event_type: text of 300 characters exceeds limits.maxTextLength (200)', country: 'DE' });
+      const [e] =
+        await dba`select error_msg, country from spectrum.extract_event(${JSON.stringify({ event_type: 'q'.repeat(300), account_id: ACCOUNT, geo: { country: 'DE' } })}::text::jsonb)`;
+      expect(e).toEqual({
+        error_msg: 'event_type: text of 300 characters exceeds limits.maxTextLength (200)',
+        country: 'DE',
+      });
     } finally {
       await dba.end();
     }
@@ -326,7 +398,12 @@ describe('a search_path hijack', () => {
        order by 1`;
     expect(outcomes).toEqual([
       { t: 'planted', status: 'done', error_msg: null, country: 'FR' },
-      { t: 'pppppppppp', status: 'failed', error_msg: 'event_type: text of 300 characters exceeds limits.maxTextLength (200)', country: null },
+      {
+        t: 'pppppppppp',
+        status: 'failed',
+        error_msg: 'event_type: text of 300 characters exceeds limits.maxTextLength (200)',
+        country: null,
+      },
     ]);
     await db.sql.unsafe(`drop owned by ${planter.role}`);
   });

@@ -46,7 +46,9 @@ function integer(flag: string, raw: string | undefined): number {
   if (raw === undefined || raw.startsWith('--'))
     throw new BenchUsageError(`${flag} needs a value: e.g. npm run bench -- ${flag} ${example}`);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max)
-    throw new BenchUsageError(`${flag} ${raw} is not a whole number from ${min} to ${max}: e.g. npm run bench -- ${flag} ${example}`);
+    throw new BenchUsageError(
+      `${flag} ${raw} is not a whole number from ${min} to ${max}: e.g. npm run bench -- ${flag} ${example}`,
+    );
   return n;
 }
 
@@ -60,15 +62,20 @@ export function parseArgs(argv: string[]): BenchArgs {
     else if (flag in LIMITS || flag === '--out') value = argv[++i];
     if (flag === '--help' || flag === '-h') throw new BenchUsageError('help');
     if (!(flag in LIMITS) && flag !== '--out')
-      throw new BenchUsageError(`unknown argument ${JSON.stringify(argv[i])}: the options are --events, --status-rows, --rounds, --batch-size, --pgbench-seconds, --out`);
+      throw new BenchUsageError(
+        `unknown argument ${JSON.stringify(argv[i])}: the options are --events, --status-rows, --rounds, --batch-size, --pgbench-seconds, --out`,
+      );
     if (seen.has(flag)) throw new BenchUsageError(`${flag} is given twice: give it once`);
     seen.set(flag, value);
   }
-  const get = (flag: string, dflt: number) => (seen.has(flag) ? integer(flag, seen.get(flag)) : dflt);
+  const get = (flag: string, dflt: number) =>
+    seen.has(flag) ? integer(flag, seen.get(flag)) : dflt;
   const events = get('--events', 100_000);
   const out = seen.get('--out');
   if (seen.has('--out') && (!out || out.startsWith('--')))
-    throw new BenchUsageError('--out needs a file name: e.g. npm run bench -- --out bench-results/latest.md');
+    throw new BenchUsageError(
+      '--out needs a file name: e.g. npm run bench -- --out bench-results/latest.md',
+    );
   return {
     events,
     statusRows: get('--status-rows', 0),

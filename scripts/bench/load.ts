@@ -18,12 +18,27 @@ export interface Dataset {
 }
 
 /** The shape the issue asks for: 2,000 accounts, 100,000 users, 500 places, 20 types, 30% without geo, a few retries. */
-export function makeDataset(label: string, events: number, malformed: number, seed = 20260601): Dataset {
+export function makeDataset(
+  label: string,
+  events: number,
+  malformed: number,
+  seed = 20260601,
+): Dataset {
   const chunks: string[] = [];
   let lines: string[] = [];
   let size = 0;
   let bytes = 0;
-  const gen = generateEvents({ count: events, seed, accounts: 2000, users: 100_000, places: 500, eventTypes: 20, noGeo: 0.3, malformed, retries: 0.01 });
+  const gen = generateEvents({
+    count: events,
+    seed,
+    accounts: 2000,
+    users: 100_000,
+    places: 500,
+    eventTypes: 20,
+    noGeo: 0.3,
+    malformed,
+    retries: 0.01,
+  });
   for (const payload of gen) {
     // COPY text format: a backslash is the escape character; JSON text has no raw tabs or newlines.
     const line = JSON.stringify(payload).replace(/\\/g, '\\\\');

@@ -55,7 +55,15 @@ async function outcome(sql: Sql): Promise<Outcome> {
            (select count(*) from spectrum.dim_users) as users,
            (select count(*) from spectrum.dim_geography) as places
       from spectrum.raw_events`;
-  return { done: num(r!.done), failed: num(r!.failed), pending: num(r!.pending), facts: num(r!.facts), accounts: num(r!.accounts), users: num(r!.users), places: num(r!.places) };
+  return {
+    done: num(r!.done),
+    failed: num(r!.failed),
+    pending: num(r!.pending),
+    facts: num(r!.facts),
+    accounts: num(r!.accounts),
+    users: num(r!.users),
+    places: num(r!.places),
+  };
 }
 
 export async function tableSizes(sql: Sql): Promise<Record<string, number>> {
@@ -80,7 +88,11 @@ async function stages(server: BenchServer, database: string): Promise<Stage[]> {
   return rows.map((r) => ({ query: r.query, calls: num(r.calls), ms: r.ms }));
 }
 
-export async function runContender(server: BenchServer, c: Contender, database = 'bench_run'): Promise<Run> {
+export async function runContender(
+  server: BenchServer,
+  c: Contender,
+  database = 'bench_run',
+): Promise<Run> {
   const url = await cloneDatabase(server, c.template, database);
   const sql = connect(url, { max: 1 });
   try {
@@ -94,7 +106,15 @@ export async function runContender(server: BenchServer, c: Contender, database =
     const seconds = (performance.now() - started) / 1000;
     const [wal] = await sql`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${before!.lsn}) as bytes`;
     const st = await stages(server, database);
-    return { contender: c.name, events: c.events, seconds, walBytes: num(wal!.bytes), outcome: await outcome(sql), sizes: await tableSizes(sql), stages: st };
+    return {
+      contender: c.name,
+      events: c.events,
+      seconds,
+      walBytes: num(wal!.bytes),
+      outcome: await outcome(sql),
+      sizes: await tableSizes(sql),
+      stages: st,
+    };
   } finally {
     await sql.end();
     await dropDatabase(server, database);

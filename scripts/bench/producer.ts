@@ -21,9 +21,19 @@ export interface CopyResult {
   bytes: number;
 }
 
-export async function measureCopy(server: BenchServer, database: string, data: Dataset, rounds: number): Promise<CopyResult[]> {
+export async function measureCopy(
+  server: BenchServer,
+  database: string,
+  data: Dataset,
+  rounds: number,
+): Promise<CopyResult[]> {
   const tables = ['spectrum.raw_events', 'bench.raw_bare', 'bench.raw_bare_pk'];
-  const results = new Map(tables.map((t) => [t, { table: t, seconds: [] as number[], walBytes: [] as number[], bytes: 0 }]));
+  const results = new Map(
+    tables.map((t) => [
+      t,
+      { table: t, seconds: [] as number[], walBytes: [] as number[], bytes: 0 },
+    ]),
+  );
   const sql = connect(server.cluster.url(database), { max: 1 });
   try {
     for (let round = 0; round < rounds; round++) {
@@ -32,7 +42,8 @@ export async function measureCopy(server: BenchServer, database: string, data: D
         await server.admin`checkpoint`;
         const [before] = await sql`select pg_current_wal_lsn() as lsn`;
         const seconds = await copyPayloads(sql, table, data);
-        const [wal] = await sql`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${before!.lsn}) as bytes`;
+        const [wal] =
+          await sql`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${before!.lsn}) as bytes`;
         const r = results.get(table)!;
         r.seconds.push(seconds);
         r.walBytes.push(Number(wal!.bytes));
@@ -65,17 +76,49 @@ const PAYLOAD = JSON.stringify({
 });
 
 /** pgbench: `clients` sessions each inserting one payload per transaction for `seconds`. */
-export function measurePgbench(server: BenchServer, database: string, table: string, seconds: number, clients = 8): PgbenchResult {
+export function measurePgbench(
+  server: BenchServer,
+  database: string,
+  table: string,
+  seconds: number,
+  clients = 8,
+): PgbenchResult {
   const dir = mkdtempSync(join(tmpdir(), 'spectrum-pgbench-'));
   try {
     const script = join(dir, 'insert.sql');
     // pgbench variables: a different account per insert, like many producers at once.
-    writeFileSync(script, `\\set a random(1, 2000)\ninsert into ${table} (payload) values (jsonb_set('${PAYLOAD}'::jsonb, '{user_id}', to_jsonb('user-' || :a)));\n`);
-    const r = spawnSync(join(PG_BIN, 'pgbench'), ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds), '-f', script,
-      '-h', '127.0.0.1', '-p', String(server.cluster.port), '-U', 'postgres', database], { encoding: 'utf8' });
+    writeFileSync(
+      script,
+      `\\set a random(1, 2000)\ninsert into ${table} (payload) values (jsonb_set('${PAYLOAD}'::jsonb, '{user_id}', to_jsonb('user-' || :a)));\n`,
+    );
+    const r = spawnSync(
+      join(PG_BIN, 'pgbench'),
+      [
+        '-n',
+        '-c',
+        String(clients),
+        '-j',
+        '2',
+        '-T',
+        String(seconds),
+        '-f',
+        script,
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(server.cluster.port),
+        '-U',
+        'postgres',
+        database,
+      ],
+      { encoding: 'utf8' },
+    );
     const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
     const done = /number of transactions actually processed: (\d+)/.exec(r.stdout);
-    if (r.status !== 0 || !tps || !done) throw new Error(`pgbench failed (status ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    if (r.status !== 0 || !tps || !done)
+      throw new Error(
+        `pgbench failed (status ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+      );
     return { table, clients, seconds, transactions: Number(done[1]), tps: Number(tps[1]) };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -51,7 +51,6 @@ create function bench.as_text(p jsonb) returns text language sql immutable as $$
 $$;
 `;
 
-
 // Facts deduplicated by their own key: a retry with the same account and timestamp replaces
 // the fact; one that changed either would leave two (the pipeline's event_index prevents that).
 const FACTS_BY_KEY = String.raw`
@@ -201,7 +200,9 @@ end
 $proc$;`;
 }
 
-export const REFERENCE_SCHEMA = referenceProcedure('reference_process', false) + referenceProcedure('reference_exactly_once', true);
+export const REFERENCE_SCHEMA =
+  referenceProcedure('reference_process', false) +
+  referenceProcedure('reference_exactly_once', true);
 
 /**
  * The naive loop, one event at a time in a savepoint. widenOnly adds the guard a careful
@@ -209,8 +210,10 @@ export const REFERENCE_SCHEMA = referenceProcedure('reference_process', false) +
  * it each upsert rewrites the dimension row, as the seed's per-row upsert does.
  */
 function naiveProcedure(name: string, widenOnly: boolean): string {
-  const guard = widenOnly ? `
-         where excluded.first_seen_at < d.first_seen_at or excluded.last_seen_at > d.last_seen_at;` : ';';
+  const guard = widenOnly
+    ? `
+         where excluded.first_seen_at < d.first_seen_at or excluded.last_seen_at > d.last_seen_at;`
+    : ';';
   return String.raw`
 create procedure bench.${name}(p_batch_size integer default 20000)
 language plpgsql as $proc$
@@ -290,7 +293,8 @@ $proc$;
 `;
 }
 
-export const NAIVE_SCHEMA = naiveProcedure('naive_process', false) + naiveProcedure('naive_process_widen_only', true);
+export const NAIVE_SCHEMA =
+  naiveProcedure('naive_process', false) + naiveProcedure('naive_process_widen_only', true);
 
 /** The ceiling: extracted rows straight into a bare fact-shaped table (all-valid data; no dimensions, no statuses). */
 export const CEILING = String.raw`

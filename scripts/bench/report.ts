@@ -45,12 +45,18 @@ export interface Machine {
 export function machine(postgres: string, loadStart: string): Machine {
   const git = (args: string[]) => {
     try {
-      return execFileSync('git', args, { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      return execFileSync('git', args, {
+        cwd: projectRoot,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
     } catch {
       return '';
     }
   };
-  const dirty = git(['status', '--porcelain', '--', 'sql', 'scripts']) ? ' (with uncommitted changes)' : '';
+  const dirty = git(['status', '--porcelain', '--', 'sql', 'scripts'])
+    ? ' (with uncommitted changes)'
+    : '';
   return {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
@@ -63,14 +69,20 @@ export function machine(postgres: string, loadStart: string): Machine {
   };
 }
 
-export const loadNow = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+export const loadNow = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const fmt = (n: number | null, digits = 2) => (n === null ? '' : n.toFixed(digits));
 
 /** A statement as one short line: whitespace collapsed, cut at 90 characters. */
 export function statementLabel(query: string): string {
-  const s = query.replace(/--[^\n]*/g, ' ').replace(/\s+/g, ' ').trim();
+  const s = query
+    .replace(/--[^\n]*/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return s.length > 90 ? `${s.slice(0, 87)}...` : s;
 }
 
@@ -79,23 +91,41 @@ export function stageRows(stages: Stage[], seconds: number, limit = 10): StageRo
   return stages
     .filter((s) => !/^\s*(call|select pg_stat_statements_reset|checkpoint)\b/i.test(s.query))
     .slice(0, limit)
-    .map((s) => ({ statement: statementLabel(s.query), calls: s.calls, ms: s.ms, share: s.ms / (seconds * 1000) }));
+    .map((s) => ({
+      statement: statementLabel(s.query),
+      calls: s.calls,
+      ms: s.ms,
+      share: s.ms / (seconds * 1000),
+    }));
 }
 
 function grid(header: string[], rows: string[][], markdown: boolean): string {
   if (markdown) {
-    const line = (cells: string[]) => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
+    const line = (cells: string[]) =>
+      `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
     return [line(header), `|${header.map(() => '---').join('|')}|`, ...rows.map(line)].join('\n');
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => ' ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
-  return [line(header), '-' + widths.map((w) => '-'.repeat(w)).join('-+-') + '-', ...rows.map(line)].join('\n');
+  return [
+    line(header),
+    '-' + widths.map((w) => '-'.repeat(w)).join('-+-') + '-',
+    ...rows.map(line),
+  ].join('\n');
 }
 
 export function resultsTable(rows: ResultRow[], markdown: boolean): string {
   return grid(
     ['contender', 'events', 'seconds', 'events/s', 'runs (s)', 'ratio vs target', 'result'],
-    rows.map((r) => [r.contender, r.events === null ? '' : int(r.events), fmt(r.seconds), r.rate === null ? '' : int(r.rate), r.spread ?? '', r.ratio ?? '', r.result ?? '']),
+    rows.map((r) => [
+      r.contender,
+      r.events === null ? '' : int(r.events),
+      fmt(r.seconds),
+      r.rate === null ? '' : int(r.rate),
+      r.spread ?? '',
+      r.ratio ?? '',
+      r.result ?? '',
+    ]),
     markdown,
   );
 }
@@ -103,7 +133,11 @@ export function resultsTable(rows: ResultRow[], markdown: boolean): string {
 export function bytesTable(rows: BytesRow[], markdown: boolean): string {
   return grid(
     ['contender', 'WAL bytes/event', 'table+index bytes/event'],
-    rows.map((r) => [r.what, r.walPerEvent === null ? '' : int(r.walPerEvent), r.tablePerEvent === null ? '' : int(r.tablePerEvent)]),
+    rows.map((r) => [
+      r.what,
+      r.walPerEvent === null ? '' : int(r.walPerEvent),
+      r.tablePerEvent === null ? '' : int(r.tablePerEvent),
+    ]),
     markdown,
   );
 }
@@ -111,7 +145,12 @@ export function bytesTable(rows: BytesRow[], markdown: boolean): string {
 export function stagesTable(rows: StageRow[], markdown: boolean): string {
   return grid(
     ['statement', 'calls', 'ms', 'share of run'],
-    rows.map((r) => [markdown ? `\`${r.statement}\`` : r.statement, int(r.calls), int(r.ms), `${(r.share * 100).toFixed(1)}%`]),
+    rows.map((r) => [
+      markdown ? `\`${r.statement}\`` : r.statement,
+      int(r.calls),
+      int(r.ms),
+      `${(r.share * 100).toFixed(1)}%`,
+    ]),
     markdown,
   );
 }

@@ -34,7 +34,11 @@ export interface BenchServer {
 }
 
 export async function startBenchServer(log: (line: string) => void): Promise<BenchServer> {
-  const cluster = await throwawayCluster({ prefix: 'spectrum-bench-', parent: process.env.SPECTRUM_BENCH_DIR, extraConf: BENCH_CONF });
+  const cluster = await throwawayCluster({
+    prefix: 'spectrum-bench-',
+    parent: process.env.SPECTRUM_BENCH_DIR,
+    extraConf: BENCH_CONF,
+  });
   const onSignal = (signal: NodeJS.Signals) => {
     log(`\n${signal}: stopping the benchmark cluster and removing ${cluster.dataDir}`);
     cluster.remove();
@@ -46,7 +50,9 @@ export async function startBenchServer(log: (line: string) => void): Promise<Ben
   try {
     const admin = connect(cluster.url('postgres'), { max: 1 });
     await admin`create extension if not exists pg_stat_statements`;
-    log(`benchmark cluster: 127.0.0.1:${cluster.port}, data in ${cluster.dataDir} (removed at the end)`);
+    log(
+      `benchmark cluster: 127.0.0.1:${cluster.port}, data in ${cluster.dataDir} (removed at the end)`,
+    );
     return { cluster, admin, stop: cluster.remove };
   } catch (e) {
     cluster.remove();
@@ -64,7 +70,11 @@ export async function migratedDatabase(server: BenchServer, name: string): Promi
 }
 
 /** A fresh copy of a loaded template database, so that every contender starts from the same state. */
-export async function cloneDatabase(server: BenchServer, template: string, name: string): Promise<string> {
+export async function cloneDatabase(
+  server: BenchServer,
+  template: string,
+  name: string,
+): Promise<string> {
   await server.admin.unsafe(`drop database if exists ${name} with (force)`);
   await server.admin.unsafe(`create database ${name} template ${template} strategy file_copy`);
   return withDatabase(server.cluster.url('postgres'), name);

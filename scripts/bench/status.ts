@@ -21,7 +21,11 @@ export interface StatusResult {
 
 const SLICE = 1_000_000;
 
-export async function measureStatus(server: BenchServer, rows: number, log: (l: string) => void): Promise<StatusResult> {
+export async function measureStatus(
+  server: BenchServer,
+  rows: number,
+  log: (l: string) => void,
+): Promise<StatusResult> {
   const database = 'bench_status';
   const url = await migratedDatabase(server, database);
   const sql = connect(url, { max: 1 });
@@ -44,18 +48,25 @@ export async function measureStatus(server: BenchServer, rows: number, log: (l: 
                case when g <= ${done + failed} then 1 else 0 end
           from generate_series(${from}::bigint, ${to}::bigint) g,
                lateral (select now() - make_interval(secs => (${rows} - g) / 100.0) as at) t`;
-      log(`  pipeline_status: ${to.toLocaleString('en-US')} of ${rows.toLocaleString('en-US')} rows loaded`);
+      log(
+        `  pipeline_status: ${to.toLocaleString('en-US')} of ${rows.toLocaleString('en-US')} rows loaded`,
+      );
     }
-    const [recount] = await sql`select to_regprocedure('spectrum.recount_status()') is not null as have`;
+    const [recount] =
+      await sql`select to_regprocedure('spectrum.recount_status()') is not null as have`;
     if (recount!.have) await sql`select spectrum.recount_status()`;
     else await sql`update spectrum.status_totals set events = ${done} where status = 'done'`;
     await sql`vacuum analyze spectrum.raw_events`;
     const loadSeconds = (performance.now() - started) / 1000;
 
-    const view = await sql<{ status: string; events: string }[]>`select status, events from spectrum.pipeline_status`;
+    const view = await sql<
+      { status: string; events: string }[]
+    >`select status, events from spectrum.pipeline_status`;
     const counts = Object.fromEntries(view.map((r) => [r.status, Number(r.events)]));
     if (counts.done !== done || counts.pending !== pending || counts.failed !== failed)
-      throw new Error(`pipeline_status counts ${JSON.stringify(counts)} differ from the rows loaded (done ${done}, pending ${pending}, failed ${failed})`);
+      throw new Error(
+        `pipeline_status counts ${JSON.stringify(counts)} differ from the rows loaded (done ${done}, pending ${pending}, failed ${failed})`,
+      );
 
     const runsMs: number[] = [];
     for (let i = 0; i < 11; i++) {
@@ -63,8 +74,14 @@ export async function measureStatus(server: BenchServer, rows: number, log: (l: 
       await sql`select * from spectrum.pipeline_status`;
       runsMs.push(performance.now() - t);
     }
-    const plan = await sql.unsafe(`explain (analyze, format json) select * from spectrum.pipeline_status`);
-    const serverMs = Number((plan[0] as Record<string, Array<{ 'Execution Time': number }>>)['QUERY PLAN']![0]!['Execution Time']);
+    const plan = await sql.unsafe(
+      `explain (analyze, format json) select * from spectrum.pipeline_status`,
+    );
+    const serverMs = Number(
+      (plan[0] as Record<string, Array<{ 'Execution Time': number }>>)['QUERY PLAN']![0]![
+        'Execution Time'
+      ],
+    );
     return { rows, pending, failed, runsMs, medianMs: median(runsMs), serverMs, loadSeconds };
   } finally {
     await sql.end();

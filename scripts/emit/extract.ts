@@ -17,11 +17,16 @@ import { GENERATED, ident, indent, jsonPath, literal } from './sql.ts';
 const j = (f: FieldModel) => `f${f.position}_json`;
 const s = (f: FieldModel) => `f${f.position}_text`;
 const v = (f: FieldModel) => `f${f.position}_value`;
-const hasText = (f: FieldModel) => f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';
+const hasText = (f: FieldModel) =>
+  f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';
 
 const TS_FRACS = ['', '.000', '.000000'];
-const TS_SHAPES = TS_FRACS.flatMap((frac) => ['', 'Z'].map((z) => `0000-00-00T00:00:00${frac}${z}`));
-const TS_OFFSET_SHAPES = TS_FRACS.flatMap((frac) => ['+', '-'].map((sign) => `0000-00-00T00:00:00${frac}${sign}00:00`));
+const TS_SHAPES = TS_FRACS.flatMap((frac) =>
+  ['', 'Z'].map((z) => `0000-00-00T00:00:00${frac}${z}`),
+);
+const TS_OFFSET_SHAPES = TS_FRACS.flatMap((frac) =>
+  ['+', '-'].map((sign) => `0000-00-00T00:00:00${frac}${sign}00:00`),
+);
 const MONTHS_31 = ['01', '03', '05', '07', '08', '10', '12'];
 /** The bytes of the hex digits 0-9, a-f and A-F (decode is immutable: folded once per plan; no backslash, whatever standard_conforming_strings says). */
 const HEX_BYTES = `decode('${Buffer.from('0123456789abcdefABCDEF').toString('hex')}', 'hex')`;
@@ -70,7 +75,10 @@ function typedValue(f: FieldModel): string {
     }
     case 'integer':
     case 'bigint': {
-      const [lo, hi] = f.type === 'integer' ? ['-2147483648', '2147483647'] : ['-9223372036854775808', '9223372036854775807'];
+      const [lo, hi] =
+        f.type === 'integer'
+          ? ['-2147483648', '2147483647']
+          : ['-9223372036854775808', '9223372036854775807'];
       return `case when jsonb_typeof(${x}) = 'number' and ${x}::numeric = trunc(${x}::numeric)
        and ${x}::numeric between ${lo} and ${hi} then ${x}::numeric::${f.type} end`;
     }
@@ -104,12 +112,20 @@ function fieldError(f: FieldModel, m: Model): string {
   const x = j(f);
   const val = v(f);
   const max = m.spec.limits.maxTextLength;
-  const arms: string[] = [`when ${x} is null then ${f.required ? literal(`${f.label}: missing`) : 'null'}`];
+  const arms: string[] = [
+    `when ${x} is null then ${f.required ? literal(`${f.label}: missing`) : 'null'}`,
+  ];
   if (f.type === 'text') {
     const types = f.acceptNumbers ? `('string', 'number')` : `('string')`;
-    arms.push(`when jsonb_typeof(${x}) not in ${types} then ${bad(f, `is not ${f.acceptNumbers ? 'a string or number' : 'a string'}`)}`);
-    if (f.required) arms.push(`when ${val} is null then ${literal(`${f.label}: must not be empty`)}`);
-    if (!f.trim) arms.push(`when ${val} = '' then ${literal(`${f.label}: must not be empty${f.required ? '' : ' (leave it out instead)'}`)}`);
+    arms.push(
+      `when jsonb_typeof(${x}) not in ${types} then ${bad(f, `is not ${f.acceptNumbers ? 'a string or number' : 'a string'}`)}`,
+    );
+    if (f.required)
+      arms.push(`when ${val} is null then ${literal(`${f.label}: must not be empty`)}`);
+    if (!f.trim)
+      arms.push(
+        `when ${val} = '' then ${literal(`${f.label}: must not be empty${f.required ? '' : ' (leave it out instead)'}`)}`,
+      );
     arms.push(
       `when length(${val}) > ${max} then ${literal(`${f.label}: text of `)} || length(${val}) || ${literal(` characters exceeds limits.maxTextLength (${max})`)}`,
     );
@@ -153,9 +169,18 @@ export function extractSelect(m: Model, source: string): string {
     'jsonb_typeof(payload) as payload_type',
     'pg_column_size(payload) as payload_bytes',
     ...m.parents.map((p) => `${guarded(jsonPath('payload', p))} as ${parentCol(p)}`),
-    ...m.fields.map((f) => `${guarded(`nullif(${jsonPath('payload', f.path)}, 'null'::jsonb)`)} as ${j(f)}`),
+    ...m.fields.map(
+      (f) => `${guarded(`nullif(${jsonPath('payload', f.path)}, 'null'::jsonb)`)} as ${j(f)}`,
+    ),
   ];
-  const carried = ['raw_id', 'received_at', 'payload_type', 'payload_bytes', ...m.parents.map(parentCol), ...m.fields.map(j)];
+  const carried = [
+    'raw_id',
+    'received_at',
+    'payload_type',
+    'payload_bytes',
+    ...m.parents.map(parentCol),
+    ...m.fields.map(j),
+  ];
   const l2 = [...carried, ...texts.map((f) => `${textOf(f)} as ${s(f)}`)];
   const l3 = [...carried, ...m.fields.map((f) => `${typedValue(f)} as ${v(f)}`)];
   const errors = [
@@ -176,7 +201,13 @@ ${indent(errors.join(',\n'), 6)}
     ? `case when coalesce(${geo.map(v).join(', ')}) is not null
     then md5(jsonb_build_array(${geo.map(v).join(', ')})::text)::uuid end`
     : 'null::uuid';
-  const out = ['raw_id', 'received_at', `${errorMsg} as error_msg`, `${geoId} as geo_id`, ...m.fields.map((f) => `${v(f)} as ${ident(f.name)}`)];
+  const out = [
+    'raw_id',
+    'received_at',
+    `${errorMsg} as error_msg`,
+    `${geoId} as geo_id`,
+    ...m.fields.map((f) => `${v(f)} as ${ident(f.name)}`),
+  ];
   const nested = level(l3, level(l2, level(l1, l0, 'l0'), 'l1'), 'l2');
   return `select
 ${indent(out.join(',\n'))}

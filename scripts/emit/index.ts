@@ -2,7 +2,13 @@
 import type { Model } from '../spec/model.ts';
 import { emitExtractEvent } from './extract.ts';
 import { emitProcessClaimed } from './process.ts';
-import { emitDimAccounts, emitDimGeography, emitDimUsers, emitExtractedType, emitFactEvents } from './tables.ts';
+import {
+  emitDimAccounts,
+  emitDimGeography,
+  emitDimUsers,
+  emitExtractedType,
+  emitFactEvents,
+} from './tables.ts';
 
 export function emitAll(m: Model): Map<string, string> {
   return new Map([

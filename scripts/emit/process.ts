@@ -12,19 +12,28 @@ import type { FieldModel, Model } from '../spec/model.ts';
 import { extractSelect } from './extract.ts';
 import { GENERATED, ident, indent } from './sql.ts';
 
-function dimUpsert(batch: string, table: string, keys: string[], attrs: FieldModel[], where: string): string {
+function dimUpsert(
+  batch: string,
+  table: string,
+  keys: string[],
+  attrs: FieldModel[],
+  where: string,
+): string {
   const k = keys.join(', ');
   const a = attrs.map((f) => ident(f.name));
   const s = attrs.map((f) => ident(`${f.name}_seen_at`));
   // Each attribute keeps the value of the newest event that names it, whatever the order of batches.
-  const aggs = a.map((c) => `(array_agg(${c} order by occurred_at desc) filter (where ${c} is not null))[1]`);
+  const aggs = a.map(
+    (c) => `(array_agg(${c} order by occurred_at desc) filter (where ${c} is not null))[1]`,
+  );
   const seen = a.map((c) => `max(occurred_at) filter (where ${c} is not null)`);
   const sets = a.flatMap((c, i) => [
     `${c} = case when excluded.${s[i]} >= coalesce(d.${s[i]}, '-infinity') then excluded.${c} else d.${c} end`,
     `${s[i]} = greatest(d.${s[i]}, excluded.${s[i]})`,
   ]);
   const changed = a.map(
-    (c, i) => `(excluded.${s[i]} is not null and (d.${s[i]} is null or excluded.${s[i]} > d.${s[i]} or (excluded.${s[i]} = d.${s[i]} and excluded.${c} is distinct from d.${c})))`,
+    (c, i) =>
+      `(excluded.${s[i]} is not null and (d.${s[i]} is null or excluded.${s[i]} > d.${s[i]} or (excluded.${s[i]} = d.${s[i]} and excluded.${c} is distinct from d.${c})))`,
   );
   return `insert into ${table} as d (${[k, 'first_seen_at', 'last_seen_at', ...a, ...s].join(', ')})
 select ${[k, 'min(occurred_at)', 'max(occurred_at)', ...aggs, ...seen].join(', ')}

@@ -1,7 +1,20 @@
 /* Quoting helpers: the only way identifiers and literals reach generated SQL. */
 
 const PLAIN = /^[a-z_][a-z0-9_]*$/;
-const KEYWORDS = new Set(['user', 'order', 'group', 'select', 'table', 'from', 'where', 'end', 'default', 'check', 'primary', 'references']);
+const KEYWORDS = new Set([
+  'user',
+  'order',
+  'group',
+  'select',
+  'table',
+  'from',
+  'where',
+  'end',
+  'default',
+  'check',
+  'primary',
+  'references',
+]);
 
 export function ident(name: string): string {
   return PLAIN.test(name) && !KEYWORDS.has(name) ? name : `"${name.replace(/"/g, '""')}"`;

@@ -10,16 +10,27 @@ import { GENERATED, ident, literal } from './sql.ts';
 const col = (f: FieldModel) => `${ident(f.name)} ${f.sqlType}`;
 
 function addColumns(table: string, cols: FieldModel[], seen = false): string {
-  return cols.map((f) => `alter table ${table} add column if not exists ${col(f)};\n` + (seen ? `alter table ${table} add column if not exists ${ident(f.name + '_seen_at')} timestamptz;\n` : '')).join('');
+  return cols
+    .map(
+      (f) =>
+        `alter table ${table} add column if not exists ${col(f)};\n` +
+        (seen
+          ? `alter table ${table} add column if not exists ${ident(f.name + '_seen_at')} timestamptz;\n`
+          : ''),
+    )
+    .join('');
 }
-const seenCols = (attrs: FieldModel[]) => attrs.map((f) => `  ${col(f)},\n  ${ident(f.name + '_seen_at')} timestamptz,\n`).join('');
+const seenCols = (attrs: FieldModel[]) =>
+  attrs.map((f) => `  ${col(f)},\n  ${ident(f.name + '_seen_at')} timestamptz,\n`).join('');
 
 function comments(table: string, cols: FieldModel[], seen = false): string {
   return cols
     .map(
       (f) =>
         `comment on column ${table}.${ident(f.name)} is ${literal(`From payload ${f.label} (${f.type})${seen ? ': the value of the newest event that names it' : ''}.`)};\n` +
-        (seen ? `comment on column ${table}.${ident(f.name + '_seen_at')} is ${literal(`occurred_at of the event ${f.name} was taken from.`)};\n` : ''),
+        (seen
+          ? `comment on column ${table}.${ident(f.name + '_seen_at')} is ${literal(`occurred_at of the event ${f.name} was taken from.`)};\n`
+          : ''),
     )
     .join('');
 }

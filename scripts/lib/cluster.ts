@@ -6,7 +6,16 @@
  * code the callers check instead of the wording.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, appendFileSync, chownSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  appendFileSync,
+  chownSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -60,7 +69,10 @@ function missingPackages(extra: string[] = []): string[] {
   const missing: string[] = [];
   if (!existsSync(join(PG_BIN, 'initdb'))) missing.push('postgresql-15');
   if (!existsSync(join(PG_LIB, 'pg_cron.so'))) missing.push('postgresql-15-cron');
-  if (extra.includes('postgresql-15-plpgsql-check') && !existsSync(join(PG_LIB, 'plpgsql_check.so')))
+  if (
+    extra.includes('postgresql-15-plpgsql-check') &&
+    !existsSync(join(PG_LIB, 'plpgsql_check.so'))
+  )
     missing.push('postgresql-15-plpgsql-check');
   return missing;
 }
@@ -86,15 +98,24 @@ export function ensurePackages(extra: string[] = []): void {
   }
   console.log(`installing ${missing.join(', ')} with apt-get…`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...missing]]) {
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', ...missing],
+  ]) {
     const [cmd, ...rest] = [...prefix, 'apt-get', ...args];
     const r = spawnSync(cmd!, rest, { stdio: 'inherit', env });
     if (r.status !== 0)
-      throw new ClusterError('packages_missing', `apt-get ${args[0]} failed: run \`${command}\` by hand and read its output`);
+      throw new ClusterError(
+        'packages_missing',
+        `apt-get ${args[0]} failed: run \`${command}\` by hand and read its output`,
+      );
   }
   const still = missingPackages(extra);
   if (still.length > 0)
-    throw new ClusterError('packages_missing', `still missing after apt-get: ${still.join(', ')}: run \`${command}\``);
+    throw new ClusterError(
+      'packages_missing',
+      `still missing after apt-get: ${still.join(', ')}: run \`${command}\``,
+    );
 }
 
 /** A free TCP port on 127.0.0.1, chosen by the kernel. */
@@ -105,7 +126,9 @@ export function freePort(): Promise<number> {
     srv.on('error', fail);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? ok(addr.port) : fail(new Error('no port'))));
+      srv.close(() =>
+        typeof addr === 'object' && addr ? ok(addr.port) : fail(new Error('no port')),
+      );
     });
   });
 }
@@ -161,9 +184,22 @@ function init(opts: ClusterOptions) {
     const gr = execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim();
     chownSync(dataDir, Number(pw), Number(gr));
   }
-  const r = runPg('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  const r = runPg('initdb', [
+    '-D',
+    dataDir,
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '-E',
+    'UTF8',
+    '--locale=C.UTF-8',
+    '--no-sync',
+  ]);
   if (r.status !== 0) {
-    throw new ClusterError('init_failed', `initdb failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`);
+    throw new ClusterError(
+      'init_failed',
+      `initdb failed: ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
+    );
   }
   const conf = [
     '',
@@ -200,9 +236,19 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const owner = statSync(dataDir).uid;
     const pg = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
     if (owner !== pg && isInitialised(dataDir))
-      throw new ClusterError('data_dir_foreign', `${dataDir} belongs to uid ${owner}, not postgres: remove it (\`rm -rf ${dataDir}\`) or set SPECTRUM_PGDATA`);
-  } else if (existsSync(dataDir) && isInitialised(dataDir) && statSync(dataDir).uid !== process.getuid?.()) {
-    throw new ClusterError('data_dir_foreign', `${dataDir} belongs to another user: remove it or set SPECTRUM_PGDATA`);
+      throw new ClusterError(
+        'data_dir_foreign',
+        `${dataDir} belongs to uid ${owner}, not postgres: remove it (\`rm -rf ${dataDir}\`) or set SPECTRUM_PGDATA`,
+      );
+  } else if (
+    existsSync(dataDir) &&
+    isInitialised(dataDir) &&
+    statSync(dataDir).uid !== process.getuid?.()
+  ) {
+    throw new ClusterError(
+      'data_dir_foreign',
+      `${dataDir} belongs to another user: remove it or set SPECTRUM_PGDATA`,
+    );
   }
   if (!isInitialised(dataDir)) init({ ...opts, dataDir });
   const port = isRunning(dataDir) ? (runningPort(dataDir) ?? opts.port) : opts.port;
@@ -213,15 +259,41 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   };
   if (isRunning(dataDir)) return cluster;
   if (!(await portIsFree(port))) {
-    throw new ClusterError('port_taken', `port ${port} on 127.0.0.1 is taken by another program: set SPECTRUM_PORT to a free port`);
+    throw new ClusterError(
+      'port_taken',
+      `port ${port} on 127.0.0.1 is taken by another program: set SPECTRUM_PORT to a free port`,
+    );
   }
   const log = join(dataDir, 'server.log');
-  const r = runPg('pg_ctl', ['-D', dataDir, '-l', log, '-o', `-p ${port}`, '-w', '-t', '60', 'start']);
+  const r = runPg('pg_ctl', [
+    '-D',
+    dataDir,
+    '-l',
+    log,
+    '-o',
+    `-p ${port}`,
+    '-w',
+    '-t',
+    '60',
+    'start',
+  ]);
   if (r.status !== 0) {
-    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter((l) => /FATAL|ERROR|could not/.test(l)).pop() : '';
+    const tail = existsSync(log)
+      ? readFileSync(log, 'utf8')
+          .trim()
+          .split('\n')
+          .filter((l) => /FATAL|ERROR|could not/.test(l))
+          .pop()
+      : '';
     if (tail && /could not bind|Address already in use/.test(tail))
-      throw new ClusterError('port_taken', `port ${port} is taken: set SPECTRUM_PORT to a free port (${tail})`);
-    throw new ClusterError('start_failed', `the server did not start: ${tail || r.stderr.trim()} (see ${log})`);
+      throw new ClusterError(
+        'port_taken',
+        `port ${port} is taken: set SPECTRUM_PORT to a free port (${tail})`,
+      );
+    throw new ClusterError(
+      'start_failed',
+      `the server did not start: ${tail || r.stderr.trim()} (see ${log})`,
+    );
   }
   return cluster;
 }
@@ -230,7 +302,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 export function stopCluster(dataDir: string, mode: 'fast' | 'immediate' = 'fast'): boolean {
   if (!isRunning(dataDir)) return false;
   const r = runPg('pg_ctl', ['-D', dataDir, '-m', mode, '-w', 'stop']);
-  if (r.status !== 0) throw new ClusterError('start_failed', `pg_ctl stop failed: ${r.stderr.trim()}`);
+  if (r.status !== 0)
+    throw new ClusterError('start_failed', `pg_ctl stop failed: ${r.stderr.trim()}`);
   return true;
 }
 
@@ -243,7 +316,12 @@ export interface ThrowawayCluster extends Cluster {
  * A cluster in a new temporary directory on a free port, for the tests and the benchmark:
  * nothing of it is kept. `parent` defaults to the system temporary directory.
  */
-export async function throwawayCluster(opts: { prefix: string; parent?: string; cronDatabase?: string; extraConf?: string[] }): Promise<ThrowawayCluster> {
+export async function throwawayCluster(opts: {
+  prefix: string;
+  parent?: string;
+  cronDatabase?: string;
+  extraConf?: string[];
+}): Promise<ThrowawayCluster> {
   const dataDir = mkdtempSync(join(opts.parent ?? tmpdir(), opts.prefix));
   let removed = false;
   const remove = () => {
@@ -256,7 +334,12 @@ export async function throwawayCluster(opts: { prefix: string; parent?: string; 
     }
   };
   try {
-    const cluster = await startCluster({ dataDir, port: await freePort(), cronDatabase: opts.cronDatabase ?? 'postgres', extraConf: opts.extraConf });
+    const cluster = await startCluster({
+      dataDir,
+      port: await freePort(),
+      cronDatabase: opts.cronDatabase ?? 'postgres',
+      extraConf: opts.extraConf,
+    });
     return { ...cluster, remove };
   } catch (e) {
     remove();

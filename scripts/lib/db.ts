@@ -4,7 +4,13 @@ import postgres from 'postgres';
 export type Sql = postgres.Sql;
 
 export function connect(url: string, opts: postgres.Options<{}> = {}): Sql {
-  return postgres(url, { onnotice: () => {}, max: 4, idle_timeout: 5, connect_timeout: 30, ...opts });
+  return postgres(url, {
+    onnotice: () => {},
+    max: 4,
+    idle_timeout: 5,
+    connect_timeout: 30,
+    ...opts,
+  });
 }
 
 /** The same server, another database. */

@@ -70,7 +70,8 @@ export function* generateEvents(o: GeneratorOptions): Generator<Record<string, u
     const place = Math.floor(r() * places);
     const props: Record<string, unknown> = {};
     const nProps = 5 + Math.floor(r() * 11);
-    for (let k = 0; k < nProps; k++) props[`p${k}`] = k % 3 === 0 ? Math.floor(r() * 1000) : `v${Math.floor(r() * 100)}`;
+    for (let k = 0; k < nProps; k++)
+      props[`p${k}`] = k % 3 === 0 ? Math.floor(r() * 1000) : `v${Math.floor(r() * 100)}`;
     let p: Record<string, unknown> = {
       event_id: uuidFrom(`event-${o.seed ?? 42}-${i}`),
       event_type: `event_type_${Math.floor(r() * types)}`,
@@ -79,7 +80,12 @@ export function* generateEvents(o: GeneratorOptions): Generator<Record<string, u
       properties: props,
     };
     if (r() < 0.9) p.user_id = `user-${account}-${user}`;
-    if (r() >= (o.noGeo ?? 0.3)) p.geo = { country: COUNTRIES[place % COUNTRIES.length], region: `region-${place % 50}`, city: `city-${place}` };
+    if (r() >= (o.noGeo ?? 0.3))
+      p.geo = {
+        country: COUNTRIES[place % COUNTRIES.length],
+        region: `region-${place % 50}`,
+        city: `city-${place}`,
+      };
     if (r() < (o.malformed ?? 0)) {
       p = MALFORMED[Math.floor(r() * MALFORMED.length)]!(p);
       for (const k of Object.keys(p)) if (p[k] === undefined) delete p[k];

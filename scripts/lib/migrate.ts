@@ -28,7 +28,10 @@ async function ensureCronExtension(url: string, log: (l: string) => void) {
              (select rolsuper from pg_catalog.pg_roles where rolname = current_user) as superuser`;
     if (r!.home && !r!.have) {
       if (r!.superuser) await sql`create extension if not exists pg_cron`;
-      else log('pg_cron is preloaded for this database but not created: a superuser must run CREATE EXTENSION pg_cron');
+      else
+        log(
+          'pg_cron is preloaded for this database but not created: a superuser must run CREATE EXTENSION pg_cron',
+        );
     }
   } finally {
     await sql.end();
@@ -55,7 +58,10 @@ export async function migrateDatabase(url: string, opts: MigrateOptions = {}): P
  * (what `npm run build` planned and nobody committed yet) in one transaction. For the tests and
  * the benchmark; in CI `npm run build -- --check` has already failed if current.sql is not empty.
  */
-export async function migrateWorkingTree(url: string, opts: { schedule?: boolean } = {}): Promise<void> {
+export async function migrateWorkingTree(
+  url: string,
+  opts: { schedule?: boolean } = {},
+): Promise<void> {
   await migrateDatabase(url, { schedule: opts.schedule ?? false, log: () => {} });
   const current = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8');
   if (!current.trim()) return;

@@ -20,11 +20,14 @@ export interface Job {
 
 export function readSchedule(file = join(projectRoot, 'sql', 'schedule.json')): Job[] {
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as { jobs?: unknown };
-  if (!Array.isArray(parsed.jobs)) throw new Error(`${file}: expected {"jobs": [{"name", "schedule", "command"}, …]}`);
+  if (!Array.isArray(parsed.jobs))
+    throw new Error(`${file}: expected {"jobs": [{"name", "schedule", "command"}, …]}`);
   return parsed.jobs.map((j: Record<string, unknown>, i: number) => {
     for (const k of ['name', 'schedule', 'command'])
-      if (typeof j[k] !== 'string' || j[k] === '') throw new Error(`${file}: jobs[${i}].${k} must be a non-empty string`);
-    if (!String(j.name).startsWith('spectrum.')) throw new Error(`${file}: jobs[${i}].name must start with "spectrum."`);
+      if (typeof j[k] !== 'string' || j[k] === '')
+        throw new Error(`${file}: jobs[${i}].${k} must be a non-empty string`);
+    if (!String(j.name).startsWith('spectrum.'))
+      throw new Error(`${file}: jobs[${i}].name must start with "spectrum."`);
     return { name: String(j.name), schedule: String(j.schedule), command: String(j.command) };
   });
 }
@@ -40,23 +43,42 @@ export async function cronHome(sql: Sql): Promise<{ database: string; reason?: s
   return { database: row!.crondb };
 }
 
-export async function applySchedule(url: string, jobs: Job[] = readSchedule(), log = console.log): Promise<'applied' | 'no-cron'> {
+export async function applySchedule(
+  url: string,
+  jobs: Job[] = readSchedule(),
+  log = console.log,
+): Promise<'applied' | 'no-cron'> {
   const target = databaseOf(url);
   const sql = connect(url, { max: 1 });
   let cron: Sql | null = null;
   try {
     const home = await cronHome(sql);
     if (!home) {
-      log(`pg_cron is not installed in this cluster: jobs not scheduled (install postgresql-15-cron and preload it, or run CALL spectrum.process_pending() from another scheduler)`);
+      log(
+        `pg_cron is not installed in this cluster: jobs not scheduled (install postgresql-15-cron and preload it, or run CALL spectrum.process_pending() from another scheduler)`,
+      );
       return 'no-cron';
     }
     cron = home.database === target ? sql : connect(withDatabase(url, home.database), { max: 1 });
-    const [ext] = await cron`select exists (select from pg_catalog.pg_extension where extname = 'pg_cron') as ok`;
+    const [ext] =
+      await cron`select exists (select from pg_catalog.pg_extension where extname = 'pg_cron') as ok`;
     if (!ext!.ok) {
-      log(`pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ${home.database}: jobs not scheduled`);
+      log(
+        `pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ${home.database}: jobs not scheduled`,
+      );
       return 'no-cron';
     }
-    const all = await cron<{ jobid: number; jobname: string; schedule: string; command: string; database: string; mine: boolean; live: boolean }[]>`
+    const all = await cron<
+      {
+        jobid: number;
+        jobname: string;
+        schedule: string;
+        command: string;
+        database: string;
+        mine: boolean;
+        live: boolean;
+      }[]
+    >`
       select j.jobid, j.jobname, j.schedule, j.command, j.database, j.username = current_user as mine,
              exists (select from pg_catalog.pg_database d where d.datname = j.database) as live
         from cron.job j

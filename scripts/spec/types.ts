@@ -1,9 +1,25 @@
 /* The shape of an event spec (see event-spec.ts). */
 
-export const FIELD_TYPES = ['text', 'uuid', 'timestamptz', 'integer', 'bigint', 'numeric', 'boolean', 'object'] as const;
+export const FIELD_TYPES = [
+  'text',
+  'uuid',
+  'timestamptz',
+  'integer',
+  'bigint',
+  'numeric',
+  'boolean',
+  'object',
+] as const;
 export type FieldType = (typeof FIELD_TYPES)[number];
 
-export const ROLES = ['event_id', 'event_type', 'account_id', 'user_id', 'occurred_at', 'properties'] as const;
+export const ROLES = [
+  'event_id',
+  'event_type',
+  'account_id',
+  'user_id',
+  'occurred_at',
+  'properties',
+] as const;
 export type Role = (typeof ROLES)[number];
 
 export const TARGETS = ['fact', 'accounts', 'users', 'geography'] as const;

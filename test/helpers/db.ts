@@ -54,4 +54,5 @@ export async function insertEvents(sql: Sql, payloads: unknown[]): Promise<strin
   return rows.map((r) => r.id);
 }
 
-export const runPipeline = (sql: Sql, args = "") => sql.unsafe(`call spectrum.process_pending(${args})`);
+export const runPipeline = (sql: Sql, args = '') =>
+  sql.unsafe(`call spectrum.process_pending(${args})`);

@@ -5,7 +5,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, withDatabase } from '../../scripts/lib/db.ts';
@@ -33,7 +41,12 @@ export interface ProjectCopy {
 }
 
 const run = (cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Run => {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(cmd, args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
@@ -75,7 +88,8 @@ export function copyProject(adminUrl: string): ProjectCopy {
       const files = new Map<string, string>();
       for (const dir of ['sql', 'migrations', 'migrations/committed'])
         for (const f of readdirSync(join(root, dir), { withFileTypes: true }))
-          if (f.isFile()) files.set(`${dir}/${f.name}`, readFileSync(join(root, dir, f.name), 'utf8'));
+          if (f.isFile())
+            files.set(`${dir}/${f.name}`, readFileSync(join(root, dir, f.name), 'utf8'));
       return files;
     },
     createDatabase,

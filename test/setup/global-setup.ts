@@ -27,7 +27,9 @@ export default async function setup(project: TestProject) {
   const templateUrl = withDatabase(server.adminUrl, template);
   await migrateForTests(templateUrl);
   await admin.end();
-  console.log(`test server: ${server.kind} (${server.adminUrl}), template migrated in ${Date.now() - started} ms`);
+  console.log(
+    `test server: ${server.kind} (${server.adminUrl}), template migrated in ${Date.now() - started} ms`,
+  );
   project.provide('pg', { adminUrl: server.adminUrl, template, kind: server.kind });
   return async () => {
     if (server.kind === 'existing') {

@@ -33,11 +33,26 @@ async function containerRuntimeAnswers(): Promise<boolean> {
 
 async function containerServer(): Promise<TestServer> {
   const { GenericContainer, Wait } = await import('testcontainers');
-  const image = await GenericContainer.fromDockerfile(join(projectRoot, 'test', 'container')).build('spectrum-pg15-cron', { deleteOnExit: false });
+  const image = await GenericContainer.fromDockerfile(join(projectRoot, 'test', 'container')).build(
+    'spectrum-pg15-cron',
+    { deleteOnExit: false },
+  );
   const container = await image
     .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
     .withExposedPorts(5432)
-    .withCommand(['postgres', '-c', 'shared_preload_libraries=pg_cron', '-c', 'cron.database_name=postgres', '-c', 'cron.use_background_workers=on', '-c', 'max_worker_processes=32', '-c', 'max_connections=200'])
+    .withCommand([
+      'postgres',
+      '-c',
+      'shared_preload_libraries=pg_cron',
+      '-c',
+      'cron.database_name=postgres',
+      '-c',
+      'cron.use_background_workers=on',
+      '-c',
+      'max_worker_processes=32',
+      '-c',
+      'max_connections=200',
+    ])
     .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
     .start();
   return {
@@ -49,13 +64,17 @@ async function containerServer(): Promise<TestServer> {
 
 async function localServer(): Promise<TestServer> {
   ensurePackages(['postgresql-15-plpgsql-check']);
-  const cluster = await throwawayCluster({ prefix: 'spectrum-test-', extraConf: ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off'] });
+  const cluster = await throwawayCluster({
+    prefix: 'spectrum-test-',
+    extraConf: ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off'],
+  });
   return { kind: 'local', adminUrl: cluster.url('postgres'), stop: async () => cluster.remove() };
 }
 
 export async function provisionServer(): Promise<TestServer> {
   const existing = process.env.SPECTRUM_TEST_DATABASE_URL;
-  if (existing) return { kind: 'existing', adminUrl: withDatabase(existing, 'postgres'), stop: async () => {} };
+  if (existing)
+    return { kind: 'existing', adminUrl: withDatabase(existing, 'postgres'), stop: async () => {} };
   if (await containerRuntimeAnswers()) return containerServer();
   return localServer();
 }
@@ -65,6 +84,10 @@ export async function privateCluster(opts: { cronDatabase?: string; preloadCron?
   // Not synchronous_commit = off: a crash restart would lose commits still in WAL buffers.
   const extraConf = ['fsync = off'];
   if (opts.preloadCron === false) extraConf.push(`shared_preload_libraries = ''`);
-  const cluster = await throwawayCluster({ prefix: 'spectrum-private-', cronDatabase: opts.cronDatabase, extraConf });
+  const cluster = await throwawayCluster({
+    prefix: 'spectrum-private-',
+    cronDatabase: opts.cronDatabase,
+    extraConf,
+  });
   return { ...cluster, stop: cluster.remove };
 }
