@@ -18,7 +18,7 @@ describe('npm run build -- --check on the repository', () => {
     () => {
       const r = spawnSync(
         join(projectRoot, 'node_modules', '.bin', 'tsx'),
-        ['scripts/build.ts', '--check'],
+        ['scripts/build/main.ts', '--check'],
         { cwd: projectRoot, encoding: 'utf8' },
       );
       expect(r.stderr).toBe('');

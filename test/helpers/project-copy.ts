@@ -70,7 +70,7 @@ export function copyProject(adminUrl: string): ProjectCopy {
   const bin = (name: string) => join(root, 'node_modules', '.bin', name);
   return {
     root,
-    build: (...args) => run(bin('tsx'), ['scripts/build.ts', ...args], root),
+    build: (...args) => run(bin('tsx'), ['scripts/build/main.ts', ...args], root),
     async commit(message) {
       // commit rebuilds the shadow database and then also migrates DATABASE_URL: a dev database.
       const dev = await createDatabase('copy_dev');

@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { emitAll } from './emit/index.ts';
+import { emitAll } from '../emit/index.ts';
 import {
   checkEvolution,
   editedSections,
@@ -19,11 +19,11 @@ import {
   planCurrent,
   readDeployed,
   specShape,
-} from './lib/migrations.ts';
-import { buildModel, type Model } from './spec/model.ts';
-import { eventSpec } from './spec/event-spec.ts';
-import type { EventSpec } from './spec/types.ts';
-import { projectRoot } from './lib/paths.ts';
+} from './plan.ts';
+import { buildModel, type Model } from '../spec/model.ts';
+import { eventSpec } from '../spec/event-spec.ts';
+import type { EventSpec } from '../spec/types.ts';
+import { projectRoot } from '../lib/paths.ts';
 
 const KNOWN = new Set(['--check', '--accept-spec-changes']);
 const USAGE =
