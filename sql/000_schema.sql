@@ -1,8 +1,7 @@
 /*
- * The spectrum schema and its group roles. Roles are NOLOGIN: a DBA grants them to login
- * roles. PUBLIC gets nothing: PostgreSQL grants EXECUTE on new functions to PUBLIC and that
- * default cannot be revoked per schema, so each routine's file revokes it and grants what its
- * role needs (test/security.test.ts checks every routine).
+ * The spectrum schema and its NOLOGIN group roles, which a DBA grants to login roles. New
+ * functions are executable by PUBLIC, a default no schema can undo, so each routine's file
+ * revokes it and grants what its role needs (test/security.test.ts checks every one).
  */
 create schema if not exists spectrum;
 comment on schema spectrum is 'spectrum-pipeline: raw_events staging, dimensions, partitioned facts, and the processing that connects them.';

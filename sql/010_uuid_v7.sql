@@ -1,24 +1,9 @@
 /*
- * uuid_v7: a time-ordered uuid (RFC 9562 version 7) for the instant p_at: 48 bits of Unix
- * milliseconds, then the microseconds within that millisecond in the 12 "rand_a" bits (the
- * RFC's extra clock precision), then random bits. raw_events ids default to it, so new rows
- * append to the primary key's right edge, retention finds old rows by id range, and rows of
- * one INSERT or COPY get increasing ids in the order they were written (the pipeline breaks
- * ties between versions of an event received in the same transaction by id).
- *
- * It runs for every producer row, so it is written to be inlined: one expression, no FROM,
- * no SET clause, and p_at used once (the argument is the volatile clock_timestamp(), which
- * the planner inlines only into a single use). The one use is us * 512 / 125: the
- * microseconds times 4096/1000, which is the milliseconds shifted left by 12 plus the
- * microseconds within the millisecond scaled to 12 bits; its 15 hex digits are the first 15
- * of the uuid, with the version digit 7 set in between. The last 18 characters (variant and
- * random bits) are those of gen_random_uuid(). Inlined, it costs about half of what a call
- * of the earlier SQL-function form did (200,000 in one session: 886 against 1,855 ms).
- *
- * Inlined means parsed under the caller's search_path: every function and operator is an
- * exact pg_catalog match (bigint operands, operator(pg_catalog.…), which all share one
- * precedence, hence the parentheses), which nothing created in another schema can outbid.
- * overlay(… placing …) is SQL syntax that always names pg_catalog.overlay.
+ * uuid_v7: a version 7 uuid for p_at (RFC 9562; microseconds * 4096/1000 fill the 60 time bits),
+ * raw_events' default id: ids follow insert order even within one INSERT, which retention and the
+ * tie-break between versions of an event rely on. Runs per producer row, so it stays inlinable:
+ * one expression, no FROM or SET, p_at used once (a volatile argument inlines into one use only),
+ * exact pg_catalog operators only (the body is parsed under the caller's search_path).
  */
 create or replace function spectrum.uuid_v7(p_at timestamptz default pg_catalog.clock_timestamp())
 returns uuid

@@ -1,8 +1,6 @@
 /*
- * try_uuid: the fallback cast for text that failed the extraction's cheap uuid shape test
- * (braces, no hyphens, …). Returns null instead of raising. Only odd values pay for the
- * exception block. Parallel unsafe: an exception block starts a subtransaction, which a
- * parallel query refuses. spectrum_operator runs it through spectrum.extract_event.
+ * try_uuid: extract_event's fallback cast for text its cheap uuid shape test rejected; null
+ * instead of an error. Parallel unsafe: its exception block is a subtransaction.
  */
 create or replace function spectrum.try_uuid(p_text text)
 returns uuid

@@ -1,10 +1,7 @@
 /*
- * try_timestamptz: the fallback cast for timestamps that failed the extraction's cheap shape
- * test. Only ISO-8601 forms are accepted (PostgreSQL alone would also take 'yesterday' or
- * 'epoch'); a string without an offset is read in the session time zone, which the pipeline
- * sets to UTC. Returns null instead of raising. Parallel unsafe: an exception block starts a
- * subtransaction, which a parallel query refuses. spectrum_operator runs it through
- * spectrum.extract_event.
+ * try_timestamptz: extract_event's fallback cast for text its timestamp shape test rejected; null
+ * instead of an error. ISO-8601 only (a bare cast takes 'yesterday' too); stable, because a value
+ * without an offset is read in the session time zone.
  */
 create or replace function spectrum.try_timestamptz(p_text text)
 returns timestamptz

@@ -1,14 +1,7 @@
 /*
- * json_excerpt: a JSON value as it appears in error_msg: its JSON text, cut to 80
- * characters (77 and '...') so that a 100 kB string does not flood an error message.
- * Called by the extraction (spectrum.extract_event, spectrum.process_claimed) for bad values
- * only; spectrum_operator runs it through spectrum.extract_event.
- *
- * It never writes out more than it shows: a container is walked member by member and the
- * walk stops after 80 characters. Writing the whole value first would let a small payload
- * explode (the number 1e131071 is 8 bytes of jsonb and 131072 characters of text; a 10 kB
- * array of them is a gigabyte) and fail the whole batch with out of memory. The walk is a
- * loop over an explicit stack, so nesting depth costs nothing either.
+ * json_excerpt: a bad value as error_msg quotes it (extract_event, process_claimed), its JSON text
+ * cut to 80 characters. It stops writing at 80 instead of cutting the full text: 8 bytes of jsonb
+ * (1e131071) print as 131072 characters, so a small payload could exhaust memory.
  */
 create or replace function spectrum.json_excerpt(p_value jsonb)
 returns text
@@ -20,8 +13,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_out text := '';
-  -- The containers being written, innermost last: their paths from p_value, and the index
-  -- of the member to write next in each.
+  -- The open containers, innermost last: their paths from p_value and their next member.
   v_paths jsonb[] := '{}';
   v_next integer[] := '{}';
   v_depth integer;

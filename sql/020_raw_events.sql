@@ -1,7 +1,6 @@
 /*
- * raw_events: every event lands here first, untouched. Producers insert payload only (INSERT
- * or COPY); nothing but "is a JSON object" is checked at insert, so no event is refused for
- * its content. spectrum.process_pending interprets rows later and records the outcome.
+ * raw_events: every event lands here first, untouched. Producers insert payload only, and only
+ * "is a JSON object" is checked, so no event is refused for its content.
  */
 create table if not exists spectrum.raw_events (
   id uuid not null default spectrum.uuid_v7(),
@@ -16,10 +15,8 @@ create table if not exists spectrum.raw_events (
   constraint raw_events_status_check check (status in ('pending', 'processing', 'done', 'failed'))
 );
 
--- Everything not yet done, by status, oldest first: the claim reads pending rows in this order
--- (spectrum.claim_pending), and pipeline_status counts the small statuses and finds their
--- oldest received_at from it without touching the done bulk. An earlier shape (status, id)
--- is replaced: ordered by id, the claim could be planned on the primary key instead.
+-- Rows not done, oldest first: the claim's order and pipeline_status's counts. It replaces
+-- (status, id): ordered by id, the claim could be planned on the primary key, past done rows.
 do $$
 begin
   if exists (select from pg_catalog.pg_indexes
@@ -33,10 +30,8 @@ create index if not exists raw_events_unfinished_idx
   on spectrum.raw_events (status, received_at, id)
   where status <> 'done';
 
--- No parallel scans of raw_events: pipeline_status counts a backlog of 100k pending rows in
--- about 14 ms in one process, but the planner sends that count to two workers whose start-up
--- on a busy two-core server took it to 22-51 ms (npm run bench, 10M rows). The pipeline's own
--- reads go by id and gain nothing from workers either.
+-- No parallel scans: worker start-up costs pipeline_status's backlog count more than it saves
+-- (see bench-results/README.md), and the pipeline's own reads go by id.
 alter table spectrum.raw_events set (parallel_workers = 0);
 
 comment on table spectrum.raw_events is 'Staging: every event as received (payload untouched), with its processing status. Producers insert payload only.';

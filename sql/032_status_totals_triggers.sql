@@ -1,27 +1,9 @@
 /*
- * status_totals triggers: keep the done and failed counts of spectrum.status_totals (and the
- * done id_floor) right when raw rows change outside the pipeline: a DBA's UPDATE or DELETE,
- * spectrum.reprocess, the retention of spectrum.maintenance, a TRUNCATE.
- *
- * The pipeline's own updates (pending -> done or failed, 20k rows a batch; pending -> pending
- * or failed after an unexpected error) are counted by process_pending itself, so they must not
- * pay here: the row trigger's WHEN is false for every transition out of pending and is
- * evaluated by the executor without calling any function. Only rows that leave done or
- * failed, or enter them from processing (or from each other), reach the function.
- *
- * The row trigger does not update the counter rows itself: updating one row thousands of
- * times in one transaction grows its version chain and gets slower with every row
- * (quadratic). It adds to transaction-local settings instead (zeroed before each UPDATE
- * statement, so a value a session set by hand counts for nothing), and the statement trigger
- * writes the sums once. DELETE counts its rows from the transition table, once per statement.
- *
- * Every writer of status_totals (these triggers, process_pending, recount_status) locks its
- * rows in status order (done, then failed) before updating them, so two of them never
- * deadlock on the pair.
- *
- * Not counted: a row set from pending straight to done or failed by hand (indistinguishable
- * from the pipeline's own update), a row inserted already done or failed.
- * spectrum.recount_status() repairs any drift.
+ * status_totals triggers: keep spectrum.status_totals right for changes outside the pipeline (a
+ * DBA, reprocess, retention, TRUNCATE). WHEN skips every change out of pending: the pipeline
+ * counts its own, and recount_status repairs the same change made by hand. Rows add to
+ * transaction-local settings that the statement trigger writes once: updating the counter row
+ * per row is quadratic.
  */
 create or replace function spectrum.status_totals_track()
 returns trigger
@@ -35,8 +17,6 @@ declare
   v_floor uuid;
 begin
   if tg_level = 'ROW' then
-    -- tg_op = 'UPDATE', and the WHEN clause chose the row: its status changed, from something
-    -- other than pending, and done or failed is on one side.
     if old.status = 'done' or new.status = 'done' then
       v_done := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0)
                 + case when new.status = 'done' then 1 else -1 end;
@@ -57,7 +37,7 @@ begin
   end if;
 
   if tg_op = 'UPDATE' and tg_when = 'BEFORE' then
-    -- Start from nothing whatever the session set, so the flush writes only this statement's rows.
+    -- Whatever the session set counts for nothing: the flush writes this statement's rows only.
     perform pg_catalog.set_config('spectrum.done_delta', '0', true);
     perform pg_catalog.set_config('spectrum.failed_delta', '0', true);
     perform pg_catalog.set_config('spectrum.done_floor', '', true);

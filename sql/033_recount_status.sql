@@ -1,14 +1,7 @@
 /*
- * recount_status: rebuilds spectrum.status_totals (the done and failed counts, and the done
- * id_floor) from the rows, for when it has drifted (rows set from pending to done or failed by
- * hand, rows inserted already done or failed, a restore that bypassed the triggers). Called by
- * a DBA from psql: `select spectrum.recount_status();`. Returns the done count.
- *
- * Exact under concurrency (in READ COMMITTED, the default): it first locks the counter rows
- * (in status order, as every writer does), so a pipeline batch that already added to them has
- * committed before the count starts (the count sees its rows) and a batch that has not yet
- * added to them waits and adds after (the count did not see its rows). It reads every row (a
- * full scan: seconds on tens of millions of rows), and batches wait for it meanwhile.
+ * recount_status: a DBA's repair of spectrum.status_totals after drift the triggers cannot see;
+ * returns the done count. Exact in READ COMMITTED: it locks the counters before counting, so each
+ * batch adds wholly before or after the count (and waits out the full scan).
  */
 create or replace function spectrum.recount_status()
 returns bigint

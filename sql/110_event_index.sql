@@ -1,10 +1,7 @@
 /*
- * event_index: where each event's current fact lives, and which raw row it came from. It is
- * what makes facts exactly-once: a new version of an event (a producer retry, a reprocess)
- * replaces the fact only when it was received later than (or is) the stored version, and
- * the ON CONFLICT on event_id serialises concurrent batches that carry the same event.
- * prev_* hold the location of the version just replaced, so its fact can be deleted even
- * when the new version moved to another account or month.
+ * event_index: keeps facts exactly-once (process_claimed): only a later version of an event
+ * replaces its fact, the ON CONFLICT on event_id serialises batches carrying one event, and
+ * prev_* locate the replaced fact, which may lie in another account or month.
  */
 create table if not exists spectrum.event_index (
   event_id uuid not null,

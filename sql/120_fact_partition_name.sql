@@ -1,6 +1,5 @@
 /*
- * fact_partition_name: the name of the monthly fact partition holding instant p_at, e.g.
- * fact_events_2026_12 (months in UTC).
+ * fact_partition_name: the monthly fact partition of p_at, e.g. fact_events_2026_12 (UTC months).
  */
 create or replace function spectrum.fact_partition_name(p_at timestamptz)
 returns text

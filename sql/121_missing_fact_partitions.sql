@@ -1,6 +1,5 @@
 /*
- * missing_fact_partitions: which of the months p_months (first instants, UTC) have no fact
- * partition yet; null when all exist. Read by every batch before it writes facts.
+ * missing_fact_partitions: the months of p_months without a fact partition; read by every batch.
  */
 create or replace function spectrum.missing_fact_partitions(p_months timestamptz[])
 returns timestamptz[]

@@ -1,17 +1,9 @@
 /*
- * ensure_fact_partitions: creates the monthly fact partitions for p_months that do not exist.
- * Callers: spectrum.process_pending (in a transaction of its own, holding no row locks) and
- * spectrum.maintenance (months ahead). Safe under concurrency: creators queue on an advisory
- * lock and re-check. The partition is created as a plain table and then ATTACHed: there is no
- * default partition whose scan could block or fail the attach.
- *
- * The attach takes SHARE UPDATE EXCLUSIVE on fact_events (batches keep inserting facts), but
- * cloning the foreign keys takes SHARE ROW EXCLUSIVE on each dimension table: it waits for
- * the running batches' uncommitted dimension upserts (about one batch), and new upserts queue
- * behind it meanwhile. So it waits at most lock_timeout (5 s) for any lock and then raises
- * 55P03 (lock_not_available), leaving nothing half-made; process_pending then stops with
- * 'contention' (its rows stay pending for the next tick), and maintenance, which creates
- * months ahead, keeps this off the pipeline's normal path.
+ * ensure_fact_partitions: creates the missing monthly fact partitions of p_months for
+ * process_pending (holding no row locks) and maintenance (months ahead); creators queue on an
+ * advisory lock and re-check. Created plain, then attached, so batches keep inserting facts; but
+ * the attach's foreign keys wait behind running batches' dimension upserts, so lock_timeout ends
+ * the wait with 55P03, nothing half-made, and callers retry on their next run.
  */
 create or replace function spectrum.ensure_fact_partitions(p_months timestamptz[])
 returns integer

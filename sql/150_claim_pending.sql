@@ -1,14 +1,8 @@
 /*
- * claim_pending: the one place that claims work. Locks up to p_limit pending rows, oldest
- * first (received_at, then id), skipping rows another session holds (FOR UPDATE SKIP LOCKED)
- * and the ids in p_exclude (rows that already hit an unexpected error in this call). The locks
- * last until the caller's transaction ends. A sharded (Citus) deployment would replace this
- * with a per-account claim.
- *
- * The order is that of raw_events_unfinished_idx (status, received_at, id), which no other
- * index can give: ordered by id alone, the planner could walk the primary key through the done
- * rows whenever its statistics said most rows were pending (after a backlog was loaded), and
- * every batch of a long run rescanned all the rows done before it.
+ * claim_pending: the one place that claims work (process_pending). Locks up to p_limit pending
+ * rows, skipping locked ones and p_exclude (rows that raised earlier in the call), until the
+ * caller's transaction ends; oldest first, the order of raw_events_unfinished_idx (see
+ * 020_raw_events.sql).
  */
 create or replace function spectrum.claim_pending(p_limit integer, p_exclude uuid[] default '{}')
 returns uuid[]

@@ -1,13 +1,8 @@
 /*
- * record_unexpected_error: what a batch does when process_claimed raised (a bug, a trigger,
- * a lock timeout): never a payload problem, those end failed without raising.
- *   - contention (deadlock, serialization failure, lock timeout): every row of the batch
- *     counts an attempt and stays pending; the caller stops and the next tick retries.
- *   - anything else: the batch is bisected, each half in its own subtransaction, down to the
- *     rows that raise; about k·log2(n) calls for k bad rows among n. Rows that complete are
- *     written normally; only the rows that raise count an attempt.
- * A row that has used p_max_attempts becomes failed with the SQLSTATE and message. Rows not
- * yet tried when p_deadline passes stay pending without an attempt counted.
+ * record_unexpected_error: process_pending's handler when process_claimed raised. Contention
+ * leaves the batch pending with an attempt counted; anything else is bisected in subtransactions
+ * down to the rows that raise, which alone count an attempt. A row past p_max_attempts fails;
+ * rows untried at p_deadline stay pending, uncounted.
  */
 -- The earlier signature, without p_deadline.
 drop function if exists spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz);
@@ -42,7 +37,6 @@ begin
     v_states := array_fill(p_sqlstate, array[cardinality(p_ids)]);
     v_messages := array_fill(p_message, array[cardinality(p_ids)]);
   else
-    -- The whole batch raised: start from its halves.
     v_half := cardinality(p_ids) / 2;
     if v_half = 0 then
       v_bad := p_ids;

@@ -1,11 +1,7 @@
 /*
- * process_pending: the pipeline. pg_cron calls it every five minutes; an operator may CALL it
- * too, concurrently: batches claim with FOR UPDATE SKIP LOCKED, so no row is processed by two
- * calls at once. Each batch is one transaction (claim, interpret, write, mark, commit), so a
- * crash loses at most the batch in flight, whose rows simply stay pending. The call stops when
- * nothing is pending, when the next batch would overrun p_time_budget, after p_max_batches, or
- * on lock contention (the next tick retries). Records one row in spectrum.pipeline_runs.
- * Must be CALLed outside an explicit transaction block (it commits).
+ * process_pending: the pipeline, CALLed by pg_cron each tick or by an operator, concurrently too
+ * (claims skip locked rows). One transaction per batch: a crash loses only the batch in flight,
+ * whose rows stay pending. It commits, so CALL it outside a transaction block.
  */
 create or replace procedure spectrum.process_pending(
   p_batch_size integer default 20000,
@@ -44,8 +40,7 @@ begin
   end if;
 
   insert into spectrum.pipeline_runs (started_at) values (v_started) returning run_id into v_run_id;
-  -- The pipeline never commits 'processing' (a batch's claim is its row locks), so a row in
-  -- that state was left by hand or by an older tool: give it back to the queue.
+  -- The pipeline never commits 'processing' (a claim is row locks): such rows were left by hand.
   update spectrum.raw_events
      set status = 'pending'
    where id in (select id from spectrum.raw_events where status = 'processing' for update skip locked);
@@ -76,8 +71,7 @@ begin
     end;
 
     if v_result.missing_months is not null then
-      -- Partition DDL never runs while this session holds row locks: undo the batch, create
-      -- the partitions in a short transaction of their own, then claim again.
+      -- No partition DDL under row locks: undo the batch, create them on their own, claim again.
       rollback;
       v_errored := v_errored_before;
       v_partition_rounds := v_partition_rounds + 1;
@@ -88,8 +82,6 @@ begin
       begin
         perform spectrum.ensure_fact_partitions(v_result.missing_months);
       exception when lock_not_available then
-        -- The attach waited its lock_timeout for running batches' dimension upserts: the rows
-        -- stay pending and the next tick retries.
         v_stop := 'contention';
         exit;
       end;
@@ -107,9 +99,7 @@ begin
            retried = retried + v_result.retried,
            superseded = superseded + v_result.superseded
      where run_id = v_run_id;
-    -- The batch's done and failed rows (record_unexpected_error's failures included), both
-    -- counter rows locked in status order as every writer does; the done id_floor lowered to
-    -- the batch's smallest id when that is below it (status_totals).
+    -- Includes record_unexpected_error's failures; lock order, id_floor: see 031_status_totals.sql.
     update spectrum.status_totals t
        set events = t.events + case t.status when 'done' then v_result.done else v_result.failed end,
            id_floor = case when t.status = 'done' and v_result.done > 0

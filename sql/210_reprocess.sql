@@ -1,20 +1,7 @@
 /*
- * reprocess: puts raw events back in the queue. An operator calls it from psql after a bug fix
- * or a spec change, e.g. `select spectrum.reprocess(status => 'failed');`. The filters combine
- * (AND): status (done, failed or processing), ids, received_after (inclusive) and
- * received_before (exclusive). At least one is required, so that a bare call never re-queues
- * the whole table by accident.
- *
- * Matching rows that are not pending become pending with attempts 0 and no outcome; the next
- * tick processes them again. Facts stay exactly-once: a reprocessed event replaces its fact
- * (spectrum.event_index), it never adds one. The done counter of spectrum.status_totals
- * follows through the raw_events triggers. Rows a running batch holds are pending, so they are
- * not touched and never waited for.
- *
- * Security definer (owner spectrum_definer, which may only update the status columns), so
- * spectrum_operator can run it without being able to update raw_events. The parameters are
- * named like the columns, for named-argument calls; the body qualifies them
- * (reprocess.status) and the query text holds no caller input (values go through USING).
+ * reprocess: an operator's re-queue after a fix; a bare call is refused. Security definer owned by
+ * spectrum_definer (which may update only the status columns). Parameters are named like the
+ * columns, so the body qualifies them; values reach the query only through USING.
  */
 create or replace function spectrum.reprocess(
   status text default null,
@@ -51,8 +38,7 @@ begin
       using hint = 'The window is received_after <= received_at < received_before.', errcode = '22023';
   end if;
 
-  -- Only the filters given reach the query, so each call gets the plan that fits it (the
-  -- partial status index for failed, the primary key for ids).
+  -- Only the filters given reach the query, so each call gets the plan that fits it.
   if reprocess.status is not null then v_where := v_where || 'status = $1'::text; end if;
   if reprocess.ids is not null then v_where := v_where || 'id = any ($2)'::text; end if;
   if reprocess.received_after is not null then v_where := v_where || 'received_at >= $3'::text; end if;

@@ -1,20 +1,7 @@
 /*
- * failure_reasons: the failed raw events grouped by what went wrong, most frequent first, for
- * an operator deciding what to fix: `select * from spectrum.failure_reasons;`.
- *
- * error_msg holds one or more errors joined by '; ', each `field: problem`, where the problem
- * may quote the offending value as a JSON excerpt (`account_id: "abc" is not a uuid`). Each
- * error is grouped by field and problem with the value taken out:
- *   - the message is split at every '; ' followed by `name: ` (so a '; ' inside a quoted
- *     value does not split it, unless the value itself holds '; name: ');
- *   - field is the text before the first ': ';
- *   - the problem is the rest, from its last ' is ' when a value precedes it
- *     (`"abc" is not a uuid` -> `is not a uuid`), and its first count (a number between spaces, before any '(') reads N
- *     (`text of 250 characters exceeds …` -> `text of N characters exceeds …`);
- *   - an unexpected error (`unexpected error after 5 attempts: SQLSTATE …`) is one error of
- *     field `unexpected error`, its problem the SQLSTATE and message.
- * A row with several errors counts once in each of their groups. Reads only failed rows
- * (through the partial index of unfinished rows).
+ * failure_reasons: failed raw events grouped by field and problem, for an operator deciding what
+ * to fix. error_msg splits only before a `name: `; a problem drops the value before its last
+ * ' is ' and reads N for its first count; an unexpected error is never split.
  */
 create or replace view spectrum.failure_reasons as
 with errors as (

@@ -1,15 +1,6 @@
 /*
- * health: one row an alert can poll (`select ok, problems from spectrum.health();`), and an
- * operator can read (`select * from spectrum.health();`). ok is false when any problem holds:
- *   - the backlog is stale: the oldest pending event waited longer than p_stale_after
- *     (default 10 minutes: two five-minute ticks), so ticks are not running or not keeping up;
- *   - too many failures: more than p_max_failure_rate (default 5%) of the events processed by
- *     runs started in the last hour failed;
- *   - the last run did not finish: it started more than p_run_timeout ago (default 10
- *     minutes; a run stops itself after its 3-minute budget) and has no finished_at, so it
- *     died (an error, a crash, a cancelled job: see cron.job_run_details and the server log).
- * Cheap: the pending rows come from the partial index of unfinished rows, the rest from
- * spectrum.pipeline_runs.
+ * health: the one row an alert polls; ok is false on a stale backlog (default: two ticks), too many
+ * failures in the last hour, or a last run that died (unfinished past p_run_timeout).
  */
 do $$
 declare

@@ -1,29 +1,7 @@
 /*
- * maintenance: the hourly housekeeping, run by the pg_cron job spectrum.maintenance (see
- * sql/schedule.json) or by hand: `CALL spectrum.maintenance();`. Nobody but the owner may run
- * it. Must be CALLed outside a transaction block (it commits between steps and chunks).
- *   1. Creates the fact partitions of the current month and p_months_ahead months ahead, so
- *      the pipeline rarely has to create one itself. When the attach times out behind running
- *      batches' dimension upserts (ensure_fact_partitions), it says so in the note and the
- *      next run retries; the other steps go on.
- *   2. Retention: deletes done raw rows received longer ago than p_retention, in committed
- *      chunks of p_batch rows, in id order. Old rows are found by id range: time-ordered ids
- *      below spectrum.uuid_v7(cutoff), ids that are not (gen_random_uuid, an import) above
- *      uuid_v7(now + 1 day). Rows are locked with FOR UPDATE SKIP LOCKED, so it never waits
- *      for a producer, a pipeline batch or a reprocess, and each chunk's locks last one short
- *      transaction. Failed and pending rows are kept. The done counter follows through the
- *      raw_events delete trigger. event_index is kept whole: it is what makes a late retry
- *      of an old event replace its fact instead of adding one.
- *   3. Prunes cron.job_run_details (and spectrum.maintenance_runs) older than p_cron_history,
- *      when pg_cron's tables are in this database; when pg_cron lives in another database of
- *      the cluster it says so (NOTICE) and leaves them alone.
- *   4. Raises the done id_floor of spectrum.status_totals to the first done row (what keeps
- *      spectrum.pipeline_status from walking past old failed rows).
- * One run at a time: every transaction of a run (each step and chunk commits) first takes a
- * transaction-level advisory lock; a call that does not get it returns at once with a NOTICE.
- * Never a session lock: one left behind by a run that raised in a psql session would make
- * every later call stand down.
- * Records what it did in spectrum.maintenance_runs and in a closing NOTICE.
+ * maintenance: the hourly housekeeping (fact partitions ahead, retention, run history, the done
+ * id_floor), CALLed by the pg_cron job of schedule.json or by its owner. It commits between
+ * steps and chunks, so CALL it outside a transaction block; one run at a time.
  */
 create or replace procedure spectrum.maintenance(
   p_months_ahead integer default 3,
@@ -71,10 +49,8 @@ begin
       using hint = 'Call it as CALL spectrum.maintenance(p_batch => 10000).', errcode = '22023';
   end if;
 
-  -- One run at a time. Not a session lock: a session lock outlives an error in the session
-  -- that raised (psql keeps the session), and every later call would then stand down for
-  -- good. Each transaction of the run (the procedure commits between steps and chunks) takes
-  -- the transaction lock instead, which ends with the transaction whatever happens.
+  -- Taken by each transaction of the run: a session lock would outlive an error in psql, and
+  -- every later call would stand down for good.
   if not pg_catalog.pg_try_advisory_xact_lock(v_lock) then
     select l.pid into v_holder
       from pg_catalog.pg_locks l
@@ -88,9 +64,8 @@ begin
 
   insert into spectrum.maintenance_runs (started_at) values (v_now) returning run_id into v_run_id;
 
-  -- 1. Fact partitions: this month and p_months_ahead more (UTC months). An attach that waited
-  -- its lock timeout for running batches' dimension upserts is left to the next run (the months
-  -- ahead leave time); retention goes on regardless.
+  -- 1. Fact partitions: a lock timeout (see 122_ensure_fact_partitions.sql) leaves them to the
+  -- next run.
   begin
     v_created := spectrum.ensure_fact_partitions(array(
       select (pg_catalog.date_trunc('month', v_now at time zone 'UTC') + pg_catalog.make_interval(months => m)) at time zone 'UTC'
@@ -103,13 +78,10 @@ begin
   update spectrum.maintenance_runs set partitions_created = v_created, note = v_note where run_id = v_run_id;
   commit;
 
-  -- 2. Retention of done raw rows, chunk by chunk, keyset on id (no chunk rescans the rows
-  -- the previous ones kept), in two id ranges. Time-ordered ids received before the cutoff
-  -- sort below uuid_v7(cutoff). Ids that are not time-ordered (gen_random_uuid, imports) sort
-  -- anywhere: almost all of them above uuid_v7(now + 1 day), a range no time-ordered id
-  -- reaches (empty, so free, when there are none); the few that fall between the two bounds
-  -- are never found (see the README). Each chunk is a transaction that takes the run lock
-  -- anew; the last one (which finds nothing) holds it on through step 3.
+  -- 2. Retention of done rows, keyset on id, in two ranges: time-ordered ids below
+  -- uuid_v7(cutoff), other ids (gen_random_uuid, imports) above uuid_v7(now + 1 day), where no
+  -- time-ordered id is; the few between are never found. event_index is kept whole: a late
+  -- retry of an old event must replace its fact, not add one.
   v_cutoff := v_now - p_retention;
   <<ranges>>
   for v_range in 1..2 loop
@@ -144,7 +116,6 @@ begin
   end loop;
 
   if v_taken_over then
-    -- Another call got the lock between two of this run's transactions: it does the rest.
     update spectrum.maintenance_runs
        set finished_at = pg_catalog.clock_timestamp(),
            note = pg_catalog.concat_ws('; ', v_note, 'stopped during retention: another maintenance run took over')
@@ -155,7 +126,7 @@ begin
     return;
   end if;
 
-  -- 3. Run history.
+  -- 3. Run history (the last retention transaction still holds the run lock).
   select n.oid into v_cron from pg_catalog.pg_namespace n where n.nspname = 'cron';
   if v_cron is null or not pg_catalog.has_schema_privilege(v_cron, 'usage') then
     v_cron_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
@@ -173,10 +144,8 @@ begin
   end if;
   delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
 
-  -- 4. The done id_floor of status_totals up to the first done row, so that pipeline_status
-  -- starts its search past the old failed rows that retention keeps. Under the counter row's
-  -- lock, taken last and held only to the commit: a batch (or trigger) that made a lower row
-  -- done has either committed, and the search sees the row, or lowers the floor after this.
+  -- 4. Raise the done id_floor (see 031_status_totals.sql) under the counter row's lock: a batch
+  -- that made a lower row done has committed, so the search sees it, or lowers the floor after.
   select id_floor into v_floor from spectrum.status_totals where status = 'done' for update;
   if found then
     select id into v_first from spectrum.raw_events where status = 'done' and id >= v_floor order by id limit 1;

@@ -1,9 +1,6 @@
 /*
- * maintenance_runs: one row per CALL spectrum.maintenance() that got to work, written as it
- * goes (each step commits), so a run that died shows finished_at null. pg_cron keeps only the
- * command tag of a job, not its notices: this table is where an operator sees what the hourly
- * maintenance did. Rows older than the run history age (p_cron_history) are pruned by
- * maintenance itself.
+ * maintenance_runs: one row per spectrum.maintenance run, written as it goes (a dead run shows
+ * finished_at null); pg_cron keeps no notices, so this is where an operator sees what it did.
  */
 create table if not exists spectrum.maintenance_runs (
   run_id bigint generated always as identity,
