@@ -71,10 +71,12 @@ describe('spectrum.extract_event', () => {
     const c = corpus[i]!;
     const [row] = await ny`
       select error_msg, event_id::text, event_type, account_id::text, user_id,
-             to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as occurred_at,
+             to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+               as occurred_at,
              country, region, city, properties, geo_id::text,
              md5(jsonb_build_array(country, region, city)::text)::uuid::text as expected_geo_id
-        from spectrum.extract_event(${c.json}::text::jsonb, ${RECEIVED_AT}::timestamptz, ${ids[i]!}::uuid)`;
+        from spectrum.extract_event(${c.json}::text::jsonb, ${RECEIVED_AT}::timestamptz,
+                                    ${ids[i]!}::uuid)`;
     if ('error' in c.expect) {
       expect(row!.error_msg).toBe(c.expect.error);
       return;
@@ -101,7 +103,9 @@ describe('spectrum.extract_event', () => {
   it('does not change the caller’s time zone or search_path', async () => {
     await ny.begin(async (tx) => {
       await tx`set local search_path = public`;
-      await tx`select * from spectrum.extract_event('{"event_type":"x","account_id":"5b0e8f2a-3c1d-4e6f-9a7b-8c9d0e1f2a3b"}')`;
+      await tx`
+        select * from spectrum.extract_event(
+          '{"event_type":"x","account_id":"5b0e8f2a-3c1d-4e6f-9a7b-8c9d0e1f2a3b"}')`;
       const [s] =
         await tx`select current_setting('timezone') as tz, current_setting('search_path') as path`;
       expect(s).toEqual({ tz: 'America/New_York', path: 'public' });
@@ -125,14 +129,22 @@ describe('the pipeline', () => {
 
   it.each(corpus.map((c, i) => [c.name, i] as const))('%s', async (_name, i) => {
     const c = corpus[i]!;
-    const [raw] =
-      await db.sql`select status, error_msg, processed_at, attempts from spectrum.raw_events where id = ${ids[i]!}`;
+    const [raw] = await db.sql`
+      select status, error_msg, processed_at, attempts
+        from spectrum.raw_events
+       where id = ${ids[i]!}`;
     const facts = await ny`
       select f.event_id::text, f.event_type, f.account_id::text, f.user_id,
-             to_char(f.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as occurred_at,
-             g.country, g.region, g.city, f.properties, f.received_at = ${RECEIVED_AT}::timestamptz as received_at_kept,
-             exists (select from spectrum.dim_accounts a where a.account_id = f.account_id) as has_account,
-             f.user_id is null or exists (select from spectrum.dim_users u where (u.account_id, u.user_id) = (f.account_id, f.user_id)) as has_user
+             to_char(f.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+               as occurred_at,
+             g.country, g.region, g.city, f.properties,
+             f.received_at = ${RECEIVED_AT}::timestamptz as received_at_kept,
+             exists (select from spectrum.dim_accounts a where a.account_id = f.account_id)
+               as has_account,
+             f.user_id is null
+               or exists (select from spectrum.dim_users u
+                           where (u.account_id, u.user_id) = (f.account_id, f.user_id))
+               as has_user
         from spectrum.fact_events f
         left join spectrum.dim_geography g on g.geo_id = f.geo_id
        where f.raw_event_id = ${ids[i]!}`;
@@ -158,8 +170,10 @@ describe('the pipeline', () => {
        where r.error_msg is distinct from e.error_msg
           or r.status <> case when e.error_msg is null then 'done' else 'failed' end
           or case when e.error_msg is null
-                  then (f.event_id, f.event_type, f.account_id, f.user_id, f.occurred_at, f.geo_id, f.properties)
-                       is distinct from (e.event_id, e.event_type, e.account_id, e.user_id, e.occurred_at, e.geo_id, e.properties)
+                  then (f.event_id, f.event_type, f.account_id, f.user_id, f.occurred_at,
+                        f.geo_id, f.properties)
+                       is distinct from (e.event_id, e.event_type, e.account_id, e.user_id,
+                                         e.occurred_at, e.geo_id, e.properties)
                   else f.event_id is not null end`;
     expect(disagreements).toEqual([]);
     const [n] = await db.sql`select count(*)::int as n from spectrum.raw_events`;
@@ -191,7 +205,8 @@ describe('the uuid shape test', () => {
     const rows = await db.sql`
       select c, spectrum.try_uuid(c)::text as truth, e.account_id::text as account_id, e.error_msg
         from unnest(${candidates}::text[]) c,
-             lateral spectrum.extract_event(jsonb_build_object('event_type', 'x', 'account_id', c)) e`;
+             lateral spectrum.extract_event(
+               jsonb_build_object('event_type', 'x', 'account_id', c)) e`;
     expect(rows).toHaveLength(candidates.length);
     for (const r of rows) {
       expect(r.account_id, r.c).toBe(r.truth);

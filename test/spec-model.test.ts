@@ -223,6 +223,18 @@ describe('the emitters', () => {
         expect(l.replace(/'(?:[^']|'')*'/g, "''"), l).not.toContain('drop table');
     });
 
+    it('a key with a line break stays inside the comment of the legend', () => {
+      const key = 'two\nlines); drop table spectrum.raw_events; --';
+      const nl = spec(add({ name: 'nl', path: [key], type: 'text', target: 'fact' }));
+      for (const [file, text] of emitAll(buildModel(nl))) {
+        const start = text.indexOf('-- Legend');
+        if (start < 0) continue;
+        const legend = text.slice(start, text.indexOf('\ncreate or replace', start)).trim();
+        for (const l of legend.split('\n')) expect(l, file).toMatch(/^--/);
+        expect(legend, file).toContain("payload -> 'two\\nlines); drop table");
+      }
+    });
+
     it('the emitted SQL applies to a deployed database and extracts those keys', async () => {
       for (const [file, text] of emitAll(buildModel(odd)))
         await db.sql.unsafe(text).catch((e) => Promise.reject(new Error(`${file}: ${e.message}`)));
@@ -233,11 +245,12 @@ describe('the emitters', () => {
         [parent]: { [hostile]: 'value' },
         ['plan\\\'s "tier"']: { ünï: 'gold' },
       };
-      const [x] =
-        await db.sql`select error_msg, odd, tier from spectrum.extract_event(${db.sql.json(payload)})`;
+      const [x] = await db.sql`
+          select error_msg, odd, tier from spectrum.extract_event(${db.sql.json(payload)})`;
       expect(x).toEqual({ error_msg: null, odd: 'value', tier: 'gold' });
-      const [bad] =
-        await db.sql`select error_msg from spectrum.extract_event(${db.sql.json({ ...payload, [parent]: 'flat' })})`;
+      const [bad] = await db.sql`
+          select error_msg
+            from spectrum.extract_event(${db.sql.json({ ...payload, [parent]: 'flat' })})`;
       expect(bad!.error_msg).toBe(`${parent}: "flat" is not an object`);
 
       await insertEvents(db.sql, [payload]);

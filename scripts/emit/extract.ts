@@ -2,15 +2,21 @@
  * The extraction: one SELECT that turns (raw_id, received_at, payload) rows into typed
  * extracted_event rows without ever raising. Cheap shape tests guard the plain casts; only
  * values that fail the shape test go through the exception-wrapped spectrum.try_* casts.
- * The same text is embedded in spectrum.extract_event and spectrum.process_claimed.
- *
- * Each level is a subquery fenced by `offset 0`, so that a value is computed once per row and
- * not once per reference: l0 detoasts the payload (a compressed payload would otherwise be
- * decompressed by every `->`, which let a 1 MB payload of 80 MB JSON take gigabytes of
- * memory), l1 picks the JSON values, l2 their text, l3 the typed values.
+ * The same text is embedded in spectrum.extract_event and spectrum.process_claimed, and both
+ * files carry extractLegend: what each positional name holds, what each level computes. Each
+ * level is a subquery fenced by `offset 0`; FENCES gives the reasons, written beside each fence.
  */
 import type { FieldModel, Model } from '../spec/model.ts';
-import { GENERATED, ident, indent, jsonPath, literal } from './sql.ts';
+import {
+  commentOn,
+  commentText,
+  GENERATED,
+  ident,
+  indent,
+  jsonPath,
+  literal,
+  wrap,
+} from './sql.ts';
 
 // Internal columns are named by position, never by field name: `f3_json` cannot collide with
 // a field, a parent key or a PL/pgSQL variable of the functions that embed this SELECT.
@@ -20,6 +26,19 @@ const v = (f: FieldModel) => `f${f.position}_value`;
 const hasText = (f: FieldModel) =>
   f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';
 
+/**
+ * Why each level is fenced (without `offset 0` the planner pulls it up into the level above), as
+ * `--` lines to write above the fence.
+ */
+const FENCES = {
+  l0:
+    'fence: the payload is detoasted once per row; else every -> decompresses it again\n' +
+    '(a 1 MB payload of 80 MB JSON took gigabytes of memory)',
+  l1: 'fence: each path is looked up once per row, not at every use of its fN_json',
+  l2: 'fence: each text is taken once per row, not at every use of its fN_text',
+  l3: 'fence: each value is cast once per row; error_msg and the output both read fN_value',
+};
+
 const TS_FRACS = ['', '.000', '.000000'];
 const TS_SHAPES = TS_FRACS.flatMap((frac) =>
   ['', 'Z'].map((z) => `0000-00-00T00:00:00${frac}${z}`),
@@ -28,10 +47,23 @@ const TS_OFFSET_SHAPES = TS_FRACS.flatMap((frac) =>
   ['+', '-'].map((sign) => `0000-00-00T00:00:00${frac}${sign}00:00`),
 );
 const MONTHS_31 = ['01', '03', '05', '07', '08', '10', '12'];
-/** The bytes of the hex digits 0-9, a-f and A-F (decode is immutable: folded once per plan; no backslash, whatever standard_conforming_strings says). */
+/**
+ * The bytes of the hex digits 0-9, a-f and A-F (decode is immutable: folded once per plan; no
+ * backslash, whatever standard_conforming_strings says).
+ */
 const HEX_BYTES = `decode('${Buffer.from('0123456789abcdefABCDEF').toString('hex')}', 'hex')`;
 /** What `trim: true` strips: ASCII whitespace (btrim alone strips only spaces). */
 const WHITESPACE = `E' \\t\\n\\x0b\\f\\r'`;
+
+/**
+ * `when <test> then <result>`, the result being `parts` joined by `||`; a long arm puts `then`
+ * on a line of its own, and a long result continues on further lines.
+ */
+function arm(test: string, ...parts: string[]): string {
+  const result = parts.join(' || ');
+  if (test.length + result.length <= 70) return `when ${test} then ${result}`;
+  return `when ${test}\n  then ${wrap(parts, 76, ' || ').join('\n    || ')}`;
+}
 
 /** The text of a JSON string (or number, for text fields that accept numbers); else null. */
 function textOf(f: FieldModel): string {
@@ -43,13 +75,20 @@ function textOf(f: FieldModel): string {
 function timestampShape(x: string): string {
   const sub = (from: number, len = 2) => `substr(${x}, ${from}, ${len})`;
   const shape = `translate(${x}, '0123456789', '0000000000')`;
-  return `(${shape} in (${TS_SHAPES.map(literal).join(', ')})
-        or (${shape} in (${TS_OFFSET_SHAPES.map(literal).join(', ')})
+  const list = (items: string[], by: number) => {
+    const pad = `\n${' '.repeat(by)}`;
+    return `${pad}${wrap(items.map(literal), 66).join(`,${pad}`)}`;
+  };
+  return `(${shape} in (${list(TS_SHAPES, 10)})
+        or (${shape} in (${list(TS_OFFSET_SHAPES, 14)})
             and substr(${x}, length(${x}) - 4, 2) < '16' and right(${x}, 2) < '60'))
        and left(${x}, 4) > '0000' and ${sub(6)} between '01' and '12'
-       and (${sub(9)} between '01' and '28' or (${sub(9)} in ('29', '30') and ${sub(6)} <> '02')
-            or (${sub(9)} = '31' and ${sub(6)} in (${MONTHS_31.map(literal).join(', ')})))
-       and ${sub(12)} < '24' and ${sub(15)} < '60' and ${sub(18)} < '60'`;
+       and (${sub(9)} between '01' and '28'
+            or (${sub(9)} in ('29', '30') and ${sub(6)} <> '02')
+            or (${sub(9)} = '31'
+                and ${sub(6)} in (${MONTHS_31.map(literal).join(', ')})))
+       and ${sub(12)} < '24' and ${sub(15)} < '60'
+       and ${sub(18)} < '60'`;
 }
 
 function typedValue(f: FieldModel): string {
@@ -62,15 +101,20 @@ function typedValue(f: FieldModel): string {
       // The canonical form, checked byte by byte: 36 bytes, the four hyphens in place and no
       // other, the rest hex digits (btrim over bytea compares bytes; over text it decodes each
       // character, and translate() is slower still: 1.3-1.6 against 4.6 µs per value).
-      // uuid_in takes 32 hex digits, a hyphen after any group of four, and braces: 32 to 41 characters.
-      return `case ${dflt}when octet_length(${s(f)}) = 36 and ${s(f)} like '________-____-____-____-____________'
+      // uuid_in takes 32 hex digits, a hyphen after any group of four, and braces: 32 to 41
+      // characters.
+      return `case ${dflt}when octet_length(${s(f)}) = 36
+       and ${s(f)} like '________-____-____-____-____________'
        and octet_length(replace(${s(f)}, '-', '')) = 32
-       and btrim(textsend(replace(${s(f)}, '-', '')), ${HEX_BYTES}) = ''::bytea then ${s(f)}::uuid
+       and btrim(textsend(replace(${s(f)}, '-', '')),
+                 ${HEX_BYTES}) = ''::bytea
+    then ${s(f)}::uuid
   when length(${s(f)}) between 32 and 41 then spectrum.try_uuid(${s(f)}) end`;
     }
     case 'timestamptz': {
       const dflt = f.default === 'received_at' ? `when ${x} is null then received_at\n  ` : '';
-      return `case ${dflt}when ${timestampShape(s(f))} then ${s(f)}::timestamptz
+      return `case ${dflt}when ${timestampShape(s(f))}
+    then ${s(f)}::timestamptz
   else spectrum.try_timestamptz(${s(f)}) end`;
     }
     case 'integer':
@@ -87,7 +131,7 @@ function typedValue(f: FieldModel): string {
     case 'boolean':
       return `case when jsonb_typeof(${x}) = 'boolean' then ${x}::boolean end`;
     case 'object': {
-      const dflt = f.default === 'empty_object' ? `when ${x} is null then '{}'::jsonb ` : '';
+      const dflt = f.default === 'empty_object' ? `when ${x} is null then '{}'::jsonb\n  ` : '';
       return `case ${dflt}when jsonb_typeof(${x}) = 'object' then ${x} end`;
     }
   }
@@ -104,54 +148,100 @@ const KIND: Record<FieldModel['type'], string> = {
   object: 'an object',
 };
 
-/** `label: <value> <problem>` with the value shown as a short JSON excerpt. */
-const bad = (f: FieldModel, problem: string) =>
-  `${literal(`${f.label}: `)} || spectrum.json_excerpt(${j(f)}) || ${literal(` ${problem}`)}`;
+/** The parts of `label: <value> <problem>`, the value shown as a short JSON excerpt. */
+const bad = (f: FieldModel, problem: string) => [
+  literal(`${f.label}: `),
+  `spectrum.json_excerpt(${j(f)})`,
+  literal(` ${problem}`),
+];
 
 function fieldError(f: FieldModel, m: Model): string {
   const x = j(f);
   const val = v(f);
   const max = m.spec.limits.maxTextLength;
   const arms: string[] = [
-    `when ${x} is null then ${f.required ? literal(`${f.label}: missing`) : 'null'}`,
+    arm(`${x} is null`, f.required ? literal(`${f.label}: missing`) : 'null'),
   ];
   if (f.type === 'text') {
     const types = f.acceptNumbers ? `('string', 'number')` : `('string')`;
+    const kind = f.acceptNumbers ? 'a string or number' : 'a string';
+    arms.push(arm(`jsonb_typeof(${x}) not in ${types}`, ...bad(f, `is not ${kind}`)));
+    // The value is null only when trimming left nothing: the text of a string or number
+    // never is, and any other JSON type is caught just above.
+    if (f.required && f.trim)
+      arms.push(arm(`${val} is null`, literal(`${f.label}: must not be empty`)));
+    if (!f.trim) {
+      const empty = `${f.label}: must not be empty${f.required ? '' : ' (leave it out instead)'}`;
+      arms.push(arm(`${val} = ''`, literal(empty)));
+    }
     arms.push(
-      `when jsonb_typeof(${x}) not in ${types} then ${bad(f, `is not ${f.acceptNumbers ? 'a string or number' : 'a string'}`)}`,
-    );
-    if (f.required)
-      arms.push(`when ${val} is null then ${literal(`${f.label}: must not be empty`)}`);
-    if (!f.trim)
-      arms.push(
-        `when ${val} = '' then ${literal(`${f.label}: must not be empty${f.required ? '' : ' (leave it out instead)'}`)}`,
-      );
-    arms.push(
-      `when length(${val}) > ${max} then ${literal(`${f.label}: text of `)} || length(${val}) || ${literal(` characters exceeds limits.maxTextLength (${max})`)}`,
+      arm(
+        `length(${val}) > ${max}`,
+        literal(`${f.label}: text of `),
+        `length(${val})`,
+        literal(` characters exceeds limits.maxTextLength (${max})`),
+      ),
     );
   } else {
-    arms.push(`when ${val} is null then ${bad(f, `is not ${KIND[f.type]}`)}`);
+    arms.push(arm(`${val} is null`, ...bad(f, `is not ${KIND[f.type]}`)));
   }
   if (f.type === 'timestamptz') {
     const { before, after } = m.spec.window;
+    const window = `(${before} before to ${after} after received_at)`;
     arms.push(
-      `when ${val} < received_at - interval ${literal(before)} or ${val} > received_at + interval ${literal(after)}
-    then ${bad(f, `is outside the accepted window (${before} before to ${after} after received_at)`)}`,
+      arm(
+        `${val} < received_at - interval ${literal(before)}\n     ` +
+          `or ${val} > received_at + interval ${literal(after)}`,
+        ...bad(f, `is outside the accepted window ${window}`),
+      ),
     );
   }
-  return `case\n    ${arms.join('\n    ')}\n  end`;
+  return `case\n${indent(arms.join('\n'))}\nend`;
 }
 
-/** One fenced level: `offset 0` keeps the planner from pulling it up and recomputing its columns per reference. */
-const level = (cols: string[], from: string, alias: string) => `select
+const comment = (text: string) => `-- ${text.split('\n').join('\n-- ')}`;
+
+/** One fenced level: `offset 0` keeps the planner from pulling it up into the level above. */
+const level = (cols: string[], from: string, alias: string, fence: string) => `select
 ${indent(cols.join(',\n'))}
 from (
 ${indent(from)}
 ) ${alias}
+${comment(fence)}
 offset 0`;
 
 /**
- * The extraction SELECT over `source`, a relation with columns raw_id, received_at, payload.
+ * What the positional names of extractSelect hold and what each level computes, as `--`
+ * lines for the top of a file that embeds it (paths pass through commentText: a key may hold
+ * a line break).
+ */
+export function extractLegend(m: Model, of = 'the extraction SELECT'): string {
+  const rows = [
+    ...m.fields.map((f) => [`f${f.position}`, f.name, f.sqlType, jsonPath('payload', f.path)]),
+    ...m.parents.map((p, i) => [`parent${i}`, '', 'jsonb', jsonPath('payload', p)]),
+  ];
+  const width = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const table = rows.map(
+    (r) => `--   ${r.map((cell, c) => (c < 3 ? cell.padEnd(width[c]!) : cell)).join('  ')}`,
+  );
+  const lines = [
+    `-- Legend of ${of}.`,
+    '-- Columns are named by spec position, so that no field name can collide with them: fN_json',
+    "-- is the JSON value at field N's path (null when absent or JSON null), fN_text its text,",
+    '-- fN_value its typed value; parentN an object on a path.',
+    ...table.map(commentText),
+    '-- Levels, innermost first, each fenced by offset 0 (the planner would otherwise pull it up',
+    '-- and compute its columns again at every reference; each fence says why it matters there):',
+    '--   l0  the payload, detoasted once',
+    '--   l1  payload_type, payload_bytes, parentN and fN_json (null when the payload is too big)',
+    '--   l2  fN_text of the text, uuid and timestamptz fields',
+    '--   l3  fN_value, defaults applied; the outer SELECT adds error_msg and geo_id',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The extraction SELECT over `source`, a SELECT of raw_id, received_at and payload.
  * Output columns follow spectrum.extracted_event: raw_id, received_at, error_msg, geo_id, fields.
  * The payload size is that of the uncompressed jsonb, so extract_event (given the value) and
  * the pipeline (reading it from a possibly compressed row) measure the same number.
@@ -161,8 +251,14 @@ export function extractSelect(m: Model, source: string): string {
   const max = m.spec.limits.maxPayloadBytes;
   const geo = m.dims.geography;
   const texts = m.fields.filter(hasText);
-  const guarded = (expr: string) => `case when pg_column_size(payload) <= ${max} then ${expr} end`;
-  const l0 = `select raw_id, received_at, payload #> '{}'::text[] as payload\n  from ${source}\n offset 0`;
+  const guarded = (expr: string) =>
+    `case when pg_column_size(payload) <= ${max}\n  then ${expr} end`;
+  const l0 = `select raw_id, received_at, payload #> '{}'::text[] as payload
+  from (
+${indent(source, 4)}
+  ) source
+${indent(comment(FENCES.l0), 1)}
+ offset 0`;
   const l1 = [
     'raw_id',
     'received_at',
@@ -186,20 +282,23 @@ export function extractSelect(m: Model, source: string): string {
   const errors = [
     ...m.parents.map(
       (p) =>
-        `case when jsonb_typeof(${parentCol(p)}) not in ('object', 'null') then ${literal(`${p.join('.')}: `)} || spectrum.json_excerpt(${parentCol(p)}) || ' is not an object' end`,
+        `case when jsonb_typeof(${parentCol(p)}) not in ('object', 'null')\n  then ` +
+        `${literal(`${p.join('.')}: `)} || spectrum.json_excerpt(${parentCol(p)})` +
+        ` || ' is not an object' end`,
     ),
     ...m.fields.map((f) => fieldError(f, m)),
   ];
   const errorMsg = `case
-    when payload_type is distinct from 'object' then 'payload: is not a JSON object'
-    when payload_bytes > ${max} then 'payload: ' || payload_bytes || ' bytes exceeds limits.maxPayloadBytes (${max})'
-    else nullif(concat_ws('; ',
-${indent(errors.join(',\n'), 6)}
-    ), '')
-  end`;
+  when payload_type is distinct from 'object' then 'payload: is not a JSON object'
+  when payload_bytes > ${max}
+    then 'payload: ' || payload_bytes || ' bytes exceeds limits.maxPayloadBytes (${max})'
+  else nullif(concat_ws('; ',
+${indent(errors.join(',\n'), 4)}
+  ), '')
+end`;
   const geoId = geo.length
     ? `case when coalesce(${geo.map(v).join(', ')}) is not null
-    then md5(jsonb_build_array(${geo.map(v).join(', ')})::text)::uuid end`
+  then md5(jsonb_build_array(${geo.map(v).join(', ')})::text)::uuid end`
     : 'null::uuid';
   const out = [
     'raw_id',
@@ -208,7 +307,12 @@ ${indent(errors.join(',\n'), 6)}
     `${geoId} as geo_id`,
     ...m.fields.map((f) => `${v(f)} as ${ident(f.name)}`),
   ];
-  const nested = level(l3, level(l2, level(l1, l0, 'l0'), 'l1'), 'l2');
+  const nested = level(
+    l3,
+    level(l2, level(l1, l0, 'l0', FENCES.l1), 'l1', FENCES.l2),
+    'l2',
+    FENCES.l3,
+  );
   return `select
 ${indent(out.join(',\n'))}
 from (
@@ -217,7 +321,14 @@ ${indent(nested)}
 }
 
 export function emitExtractEvent(m: Model): string {
-  return `${GENERATED('extract_event: how one payload is interpreted, for an operator in psql.\nThe extraction SELECT is the same generated text that spectrum.process_claimed runs.\nTimestamps without an offset are UTC, as in the pipeline; the search_path is fixed so that\nno function or operator a caller put earlier in theirs can change the interpretation.')}
+  const source = 'select p_raw_id as raw_id, p_received_at as received_at, p_payload as payload';
+  return `${GENERATED(
+    import.meta.url,
+    'extract_event: how one payload is interpreted, for an operator in psql.\n' +
+      'The extraction SELECT is the same generated text that spectrum.process_claimed runs.\n' +
+      'Timestamps without an offset are UTC, as in the pipeline; the fixed search_path keeps\n' +
+      "functions and operators early in a caller's search_path from changing the interpretation.",
+  )}${extractLegend(m)}
 create or replace function spectrum.extract_event(
   p_payload jsonb,
   p_received_at timestamptz default now(),
@@ -232,14 +343,18 @@ as $$
 declare
   v_row spectrum.extracted_event;
 begin
-${indent(extractSelect(m, '(select p_raw_id as raw_id, p_received_at as received_at, p_payload as payload) source'), 2)}
+${indent(extractSelect(m, source))}
   into v_row;
   return v_row;
 end
 $$;
 
-comment on function spectrum.extract_event(jsonb, timestamptz, uuid) is
-  'Shows how one payload is interpreted: the typed fields, or the error_msg process_pending would record. p_received_at (default now()) anchors the accepted time window; p_raw_id stands in for the raw row id.';
+${commentOn(
+  'function spectrum.extract_event(jsonb, timestamptz, uuid)',
+  'Shows how one payload is interpreted: the typed fields, or the error_msg process_pending ' +
+    'would record. p_received_at (default now()) anchors the accepted time window; p_raw_id ' +
+    'stands in for the raw row id.',
+)}
 
 revoke all on function spectrum.extract_event(jsonb, timestamptz, uuid) from public;
 grant execute on function spectrum.extract_event(jsonb, timestamptz, uuid) to spectrum_operator;

@@ -1,4 +1,7 @@
-/* Every generated sql/ file, by name: model in, text out. */
+/*
+ * Every generated sql/ file, by name: model in, text out. Generated files, and only they, are
+ * named *.generated.sql: build deletes one that no emitter produces any more.
+ */
 import type { Model } from '../spec/model.ts';
 import { emitExtractEvent } from './extract.ts';
 import { emitProcessClaimed } from './process.ts';
@@ -12,12 +15,12 @@ import {
 
 export function emitAll(m: Model): Map<string, string> {
   return new Map([
-    ['100_dim_accounts.sql', emitDimAccounts(m)],
-    ['101_dim_users.sql', emitDimUsers(m)],
-    ['102_dim_geography.sql', emitDimGeography(m)],
-    ['103_fact_events.sql', emitFactEvents(m)],
-    ['130_extracted_event.sql', emitExtractedType(m)],
-    ['131_extract_event.sql', emitExtractEvent(m)],
-    ['140_process_claimed.sql', emitProcessClaimed(m)],
+    ['100_dim_accounts.generated.sql', emitDimAccounts(m)],
+    ['101_dim_users.generated.sql', emitDimUsers(m)],
+    ['102_dim_geography.generated.sql', emitDimGeography(m)],
+    ['103_fact_events.generated.sql', emitFactEvents(m)],
+    ['130_extracted_event.generated.sql', emitExtractedType(m)],
+    ['131_extract_event.generated.sql', emitExtractEvent(m)],
+    ['140_process_claimed.generated.sql', emitProcessClaimed(m)],
   ]);
 }

@@ -9,8 +9,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { FieldModel, Model } from '../spec/model.ts';
-import { extractSelect } from './extract.ts';
-import { GENERATED, ident, indent } from './sql.ts';
+import { extractLegend, extractSelect } from './extract.ts';
+import { commentOn, GENERATED, ident, indent, wrap } from './sql.ts';
+
+/** `head` and a column list, continued on lines indented by `by` when it is long. */
+const list = (head: string, items: string[], by: number) =>
+  wrap([`${head}${items[0]}`, ...items.slice(1)], 90 - by).join(`,\n${' '.repeat(by)}`);
 
 function dimUpsert(
   batch: string,
@@ -22,29 +26,58 @@ function dimUpsert(
   const k = keys.join(', ');
   const a = attrs.map((f) => ident(f.name));
   const s = attrs.map((f) => ident(`${f.name}_seen_at`));
-  // Each attribute keeps the value of the newest event that names it, whatever the order of batches.
+  // Each attribute keeps the value of the newest event that names it, whatever the order of
+  // batches.
   const aggs = a.map(
     (c) => `(array_agg(${c} order by occurred_at desc) filter (where ${c} is not null))[1]`,
   );
   const seen = a.map((c) => `max(occurred_at) filter (where ${c} is not null)`);
   const sets = a.flatMap((c, i) => [
-    `${c} = case when excluded.${s[i]} >= coalesce(d.${s[i]}, '-infinity') then excluded.${c} else d.${c} end`,
+    `${c} = case when excluded.${s[i]} >= coalesce(d.${s[i]}, '-infinity')\n` +
+      `         then excluded.${c} else d.${c} end`,
     `${s[i]} = greatest(d.${s[i]}, excluded.${s[i]})`,
   ]);
   const changed = a.map(
     (c, i) =>
-      `(excluded.${s[i]} is not null and (d.${s[i]} is null or excluded.${s[i]} > d.${s[i]} or (excluded.${s[i]} = d.${s[i]} and excluded.${c} is distinct from d.${c})))`,
+      `(excluded.${s[i]} is not null\n` +
+      `        and (d.${s[i]} is null or excluded.${s[i]} > d.${s[i]}\n` +
+      `             or (excluded.${s[i]} = d.${s[i]} and excluded.${c} is distinct from d.${c})))`,
   );
-  return `insert into ${table} as d (${[k, 'first_seen_at', 'last_seen_at', ...a, ...s].join(', ')})
-select ${[k, 'min(occurred_at)', 'max(occurred_at)', ...aggs, ...seen].join(', ')}
+  const setFirstLast = [
+    'first_seen_at = least(d.first_seen_at, excluded.first_seen_at)',
+    'last_seen_at = greatest(d.last_seen_at, excluded.last_seen_at)',
+  ];
+  const widened = [
+    'excluded.first_seen_at < d.first_seen_at',
+    'excluded.last_seen_at > d.last_seen_at',
+  ];
+  const cols = [k, 'first_seen_at', 'last_seen_at', ...a, ...s];
+  return `${list(`insert into ${table} as d (`, cols, 4)})
+${list('select ', [k, 'min(occurred_at)', 'max(occurred_at)', ...aggs, ...seen], 7)}
   from pg_temp.${batch}
  where error_msg is null and superseded is null${where}
  group by ${k}
  order by ${k}
 on conflict (${k}) do update
-   set ${['first_seen_at = least(d.first_seen_at, excluded.first_seen_at)', 'last_seen_at = greatest(d.last_seen_at, excluded.last_seen_at)', ...sets].join(',\n       ')}
- where ${['excluded.first_seen_at < d.first_seen_at', 'excluded.last_seen_at > d.last_seen_at', ...changed].join('\n    or ')};`;
+   set ${[...setFirstLast, ...sets].join(',\n       ')}
+ where ${[...widened, ...changed].join('\n    or ')};`;
 }
+
+/** The claimed rows, as extractSelect reads them. */
+const SOURCE = `select id as raw_id, received_at, payload
+  from spectrum.raw_events
+ where id = any(p_ids)`;
+
+/** The fact columns after event_id and raw_event_id, named alike in the batch table. */
+const FACT_COLS = [
+  'event_type',
+  'occurred_at',
+  'received_at',
+  'account_id',
+  'user_id',
+  'geo_id',
+  'properties',
+];
 
 /** Columns of the batch table besides the extracted ones: what the batch records about each row. */
 const BOOKKEEPING = [
@@ -62,14 +95,15 @@ export function emitProcessClaimed(m: Model): string {
     ...m.fields.map((f) => [f.name, f.sqlType]),
   ];
   const tableCols = [...typeCols, ...BOOKKEEPING].map(([n, t]) => `${ident(n!)} ${t}`);
-  // Named after its exact columns: a session that outlives a migration (a spec change, or a
-  // change of this function) never reuses a batch table of another shape.
-  const batch = `spectrum_batch_${createHash('sha256').update(tableCols.join(',')).digest('hex').slice(0, 8)}`;
+  const shape = createHash('sha256').update(tableCols.join(',')).digest('hex');
+  const batch = `spectrum_batch_${shape.slice(0, 8)}`;
   const colNames = typeCols.map(([n]) => ident(n!));
   const geo = m.dims.geography.map((f) => ident(f.name));
   const extras = m.factExtras.map((f) => ident(f.name));
-  const body = `-- The batch table is per session; its name carries its columns so that a session that
--- outlives a migration never reuses a table of another shape.
+  const userWhere = ' and user_id is not null';
+  const factCols = ['event_id', 'raw_event_id', ...FACT_COLS, ...extras];
+  const body = `-- The batch table is per session; its name carries its columns so that a session
+-- that outlives a migration never reuses a table of another shape.
 if pg_catalog.to_regclass('pg_temp.${batch}') is null then
   create temp table ${batch} (
 ${indent(tableCols.join(',\n'), 4)}
@@ -77,8 +111,8 @@ ${indent(tableCols.join(',\n'), 4)}
 end if;
 truncate pg_temp.${batch};
 
-insert into pg_temp.${batch} (${colNames.join(', ')})
-${extractSelect(m, `(select id as raw_id, received_at, payload from spectrum.raw_events where id = any(p_ids)) source`)};
+${list(`insert into pg_temp.${batch} (`, colNames, 4)})
+${extractSelect(m, SOURCE)};
 get diagnostics v_rows = row_count;
 -- Statistics only for the columns that filters test: the plans need their null fractions.
 analyze pg_temp.${batch} (error_msg, superseded, user_id, geo_id, prev_account_id);
@@ -112,11 +146,13 @@ with candidate as (
           union all
           select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
             from pg_temp.${batch} b
-            join spectrum.event_index x on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
+            join spectrum.event_index x
+              on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
            where b.error_msg is not null) versions
    order by event_id, received_at desc, raw_id desc
 ), won as (
-  insert into spectrum.event_index as x (event_id, raw_event_id, received_at, account_id, occurred_at)
+  insert into spectrum.event_index as x
+         (event_id, raw_event_id, received_at, account_id, occurred_at)
   select event_id, raw_id, received_at, account_id, occurred_at
     from candidate
    order by event_id
@@ -143,10 +179,10 @@ get diagnostics v_result.superseded = row_count;
 
 ${dimUpsert(batch, 'spectrum.dim_accounts', ['account_id'], m.dims.accounts, '')}
 
-${dimUpsert(batch, 'spectrum.dim_users', ['account_id', 'user_id'], m.dims.users, ' and user_id is not null')}
+${dimUpsert(batch, 'spectrum.dim_users', ['account_id', 'user_id'], m.dims.users, userWhere)}
 
-insert into spectrum.dim_geography (${['geo_id', ...geo].join(', ')})
-select distinct on (geo_id) ${['geo_id', ...geo].join(', ')}
+${list('insert into spectrum.dim_geography (', ['geo_id', ...geo], 4)})
+${list('select distinct on (geo_id) ', ['geo_id', ...geo], 7)}
   from pg_temp.${batch}
  where error_msg is null and superseded is null and geo_id is not null
  order by geo_id
@@ -158,12 +194,13 @@ on conflict do nothing;
 delete from spectrum.fact_events f
  using pg_temp.${batch} b
  where b.prev_account_id is not null
-   and f.account_id = b.prev_account_id and f.event_id = b.event_id and f.occurred_at = b.prev_occurred_at;
+   and f.account_id = b.prev_account_id and f.event_id = b.event_id
+   and f.occurred_at = b.prev_occurred_at;
 
 -- In primary-key order: the key inserts and the foreign-key lookups then walk their indexes in
 -- order (a tenth faster than in batch order).
-insert into spectrum.fact_events (${['event_id', 'raw_event_id', 'event_type', 'occurred_at', 'received_at', 'account_id', 'user_id', 'geo_id', 'properties', ...extras].join(', ')})
-select ${['event_id', 'raw_id', 'event_type', 'occurred_at', 'received_at', 'account_id', 'user_id', 'geo_id', 'properties', ...extras].join(', ')}
+${list('insert into spectrum.fact_events (', factCols, 4)})
+${list('select ', ['event_id', 'raw_id', ...FACT_COLS, ...extras], 7)}
   from pg_temp.${batch}
  where error_msg is null and superseded is null
  order by account_id, event_id;
@@ -180,8 +217,16 @@ update spectrum.raw_events e
 
 v_result.failed := v_rows - v_result.done;
 return v_result;`;
-  return `${GENERATED('process_claimed: interprets one claimed batch, set-based, and records every outcome.\nCaller: spectrum.process_pending (which holds the row locks). Never raises for a bad\npayload: bad events end failed with error_msg. Returns the counts, or the missing months.')}
-create or replace function spectrum.process_claimed(p_ids uuid[], p_now timestamptz default clock_timestamp())
+  return `${GENERATED(
+    import.meta.url,
+    'process_claimed: interprets one claimed batch, set-based, and records every outcome.\n' +
+      'Caller: spectrum.process_pending (which holds the row locks). Never raises for a bad\n' +
+      'payload: bad events end failed with error_msg. Returns the counts, or the missing months.',
+  )}${extractLegend(m, 'the extraction SELECT that fills the batch table')}
+create or replace function spectrum.process_claimed(
+  p_ids uuid[],
+  p_now timestamptz default clock_timestamp()
+)
 returns spectrum.batch_result
 language plpgsql
 volatile
@@ -202,7 +247,10 @@ $fn$;
 
 revoke all on function spectrum.process_claimed(uuid[], timestamptz) from public;
 
-comment on function spectrum.process_claimed(uuid[], timestamptz) is
-  'Internal: interprets the claimed raw_events rows p_ids in one set-based pass (dimensions, facts, statuses). Called by spectrum.process_pending.';
+${commentOn(
+  'function spectrum.process_claimed(uuid[], timestamptz)',
+  'Internal: interprets the claimed raw_events rows p_ids in one set-based pass (dimensions, ' +
+    'facts, statuses). Called by spectrum.process_pending.',
+)}
 `;
 }

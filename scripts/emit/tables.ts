@@ -4,41 +4,45 @@
  * every non-key column, so the same text creates a fresh table or widens a deployed one
  * without rewriting it (nullable columns without defaults are catalog-only changes).
  */
-import type { FieldModel, Model } from '../spec/model.ts';
-import { GENERATED, ident, literal } from './sql.ts';
+import { SQL_TYPES, type FieldModel, type Model } from '../spec/model.ts';
+import { commentOn, GENERATED, ident, literal, wrap } from './sql.ts';
 
 const col = (f: FieldModel) => `${ident(f.name)} ${f.sqlType}`;
+const seenCol = (f: FieldModel) => ident(`${f.name}_seen_at`);
 
 function addColumns(table: string, cols: FieldModel[], seen = false): string {
+  const add = `alter table ${table} add column if not exists`;
   return cols
-    .map(
-      (f) =>
-        `alter table ${table} add column if not exists ${col(f)};\n` +
-        (seen
-          ? `alter table ${table} add column if not exists ${ident(f.name + '_seen_at')} timestamptz;\n`
-          : ''),
-    )
+    .map((f) => `${add} ${col(f)};\n${seen ? `${add} ${seenCol(f)} timestamptz;\n` : ''}`)
     .join('');
 }
 const seenCols = (attrs: FieldModel[]) =>
-  attrs.map((f) => `  ${col(f)},\n  ${ident(f.name + '_seen_at')} timestamptz,\n`).join('');
+  attrs.map((f) => `  ${col(f)},\n  ${seenCol(f)} timestamptz,\n`).join('');
 
 function comments(table: string, cols: FieldModel[], seen = false): string {
-  return cols
-    .map(
-      (f) =>
-        `comment on column ${table}.${ident(f.name)} is ${literal(`From payload ${f.label} (${f.type})${seen ? ': the value of the newest event that names it' : ''}.`)};\n` +
-        (seen
-          ? `comment on column ${table}.${ident(f.name + '_seen_at')} is ${literal(`occurred_at of the event ${f.name} was taken from.`)};\n`
-          : ''),
-    )
-    .join('');
+  const newest = seen ? ': the value of the newest event that names it' : '';
+  const lines = cols.flatMap((f) => [
+    commentOn(`column ${table}.${ident(f.name)}`, `From payload ${f.label} (${f.type})${newest}.`),
+    ...(seen
+      ? [
+          commentOn(
+            `column ${table}.${seenCol(f)}`,
+            `occurred_at of the event ${f.name} was taken from.`,
+          ),
+        ]
+      : []),
+  ]);
+  return lines.map((l) => `${l}\n`).join('');
 }
 
 export function emitDimAccounts(m: Model): string {
   const t = 'spectrum.dim_accounts';
   const attrs = m.dims.accounts;
-  return `${GENERATED('dim_accounts: one row per account seen in a processed event.\nUpserted by spectrum.process_claimed; first/last_seen_at only ever widen.')}
+  return `${GENERATED(
+    import.meta.url,
+    'dim_accounts: one row per account seen in a processed event.\n' +
+      'Upserted by spectrum.process_claimed; first/last_seen_at only ever widen.',
+  )}
 create table if not exists ${t} (
   account_id uuid not null,
   first_seen_at timestamptz not null,
@@ -46,7 +50,10 @@ create table if not exists ${t} (
 ${seenCols(attrs)}  constraint dim_accounts_pkey primary key (account_id)
 );
 ${addColumns(t, attrs, true)}
-comment on table ${t} is 'One row per account_id seen in a processed event, with the occurred_at range it was seen in.';
+${commentOn(
+  `table ${t}`,
+  'One row per account_id seen in a processed event, with the occurred_at range it was seen in.',
+)}
 
 grant select on ${t} to spectrum_reader;
 ${comments(t, attrs, true)}`;
@@ -55,17 +62,26 @@ ${comments(t, attrs, true)}`;
 export function emitDimUsers(m: Model): string {
   const t = 'spectrum.dim_users';
   const attrs = m.dims.users;
-  return `${GENERATED('dim_users: one row per (account_id, user_id) seen in a processed event.\nAnonymous events (no user_id) have no row here.')}
+  return `${GENERATED(
+    import.meta.url,
+    'dim_users: one row per (account_id, user_id) seen in a processed event.\n' +
+      'Anonymous events (no user_id) have no row here.',
+  )}
 create table if not exists ${t} (
   account_id uuid not null,
   user_id text not null,
   first_seen_at timestamptz not null,
   last_seen_at timestamptz not null,
 ${seenCols(attrs)}  constraint dim_users_pkey primary key (account_id, user_id),
-  constraint dim_users_account_fkey foreign key (account_id) references spectrum.dim_accounts (account_id)
+  constraint dim_users_account_fkey foreign key (account_id)
+    references spectrum.dim_accounts (account_id)
 );
 ${addColumns(t, attrs, true)}
-comment on table ${t} is 'One row per (account_id, user_id) seen in a processed event, with the occurred_at range it was seen in.';
+${commentOn(
+  `table ${t}`,
+  'One row per (account_id, user_id) seen in a processed event, with the occurred_at range ' +
+    'it was seen in.',
+)}
 
 grant select on ${t} to spectrum_reader;
 ${comments(t, attrs, true)}`;
@@ -75,13 +91,28 @@ export function emitDimGeography(m: Model): string {
   const t = 'spectrum.dim_geography';
   const attrs = m.dims.geography;
   const triple = attrs.map((f) => ident(f.name)).join(', ');
-  return `${GENERATED('dim_geography: one row per distinct place (NULLs equal).\ngeo_id is deterministic: md5 of the normalised attributes as a JSON array, so every\nsession (and every shard, later) derives the same key without a sequence.')}
+  const keys = [
+    '  constraint dim_geography_pkey primary key (geo_id)',
+    ...(triple
+      ? [`  constraint dim_geography_place_key unique nulls not distinct (${triple})`]
+      : []),
+  ];
+  return `${GENERATED(
+    import.meta.url,
+    'dim_geography: one row per distinct place (NULLs equal).\n' +
+      'geo_id is deterministic: md5 of the normalised attributes as a JSON array, so every\n' +
+      'session (and every shard, later) derives the same key without a sequence.',
+  )}
 create table if not exists ${t} (
   geo_id uuid not null,
-${attrs.map((f) => `  ${col(f)},\n`).join('')}  constraint dim_geography_pkey primary key (geo_id)${triple ? `,\n  constraint dim_geography_place_key unique nulls not distinct (${triple})` : ''}
+${attrs.map((f) => `  ${col(f)},\n`).join('')}${keys.join(',\n')}
 );
 ${addColumns(t, attrs)}
-comment on table ${t} is 'One row per distinct place; geo_id = md5 of the normalised attributes, so it is stable across sessions.';
+${commentOn(
+  `table ${t}`,
+  'One row per distinct place; geo_id = md5 of the normalised attributes, so it is stable ' +
+    'across sessions.',
+)}
 
 grant select on ${t} to spectrum_reader;
 ${comments(t, attrs)}`;
@@ -90,7 +121,12 @@ ${comments(t, attrs)}`;
 export function emitFactEvents(m: Model): string {
   const t = 'spectrum.fact_events';
   const extras = m.factExtras;
-  return `${GENERATED('fact_events: one row per distinct event (event_id), partitioned by month of occurred_at.\nPartitions are created by spectrum.ensure_fact_partitions (never a default partition).')}
+  const pkey = '  constraint fact_events_pkey primary key (account_id, event_id, occurred_at)';
+  return `${GENERATED(
+    import.meta.url,
+    'fact_events: one row per distinct event (event_id), partitioned by month of occurred_at.\n' +
+      'Partitions are created by spectrum.ensure_fact_partitions (never a default partition).',
+  )}
 create table if not exists ${t} (
   event_id uuid not null,
   raw_event_id uuid not null,
@@ -101,20 +137,29 @@ create table if not exists ${t} (
   user_id text,
   geo_id uuid,
   properties jsonb not null,
-${extras.map((f) => `  ${col(f)},\n`).join('')}  constraint fact_events_pkey primary key (account_id, event_id, occurred_at),
-  constraint fact_events_account_fkey foreign key (account_id) references spectrum.dim_accounts (account_id),
-  constraint fact_events_user_fkey foreign key (account_id, user_id) references spectrum.dim_users (account_id, user_id),
-  constraint fact_events_geo_fkey foreign key (geo_id) references spectrum.dim_geography (geo_id)
+${extras.map((f) => `  ${col(f)},\n`).join('')}${pkey},
+  constraint fact_events_account_fkey foreign key (account_id)
+    references spectrum.dim_accounts (account_id),
+  constraint fact_events_user_fkey foreign key (account_id, user_id)
+    references spectrum.dim_users (account_id, user_id),
+  constraint fact_events_geo_fkey foreign key (geo_id)
+    references spectrum.dim_geography (geo_id)
 ) partition by range (occurred_at);
 ${addColumns(t, extras)}
-comment on table ${t} is 'One row per distinct event (event_id), reflecting its most recently received version; partitioned by month of occurred_at.';
+${commentOn(
+  `table ${t}`,
+  'One row per distinct event (event_id), reflecting its most recently received version; ' +
+    'partitioned by month of occurred_at.',
+)}
 
 grant select on ${t} to spectrum_reader;
 ${comments(t, extras)}`;
 }
 
-/** What pg_catalog.format_type says for each sqlType, to compare the deployed type with the spec. */
+/** What pg_catalog.format_type says for a sqlType, to compare the deployed type with the spec. */
 const CATALOG_TYPE: Record<string, string> = { timestamptz: 'timestamp with time zone' };
+/** The only types the attribute loop's `%s` may receive (names go through %I). */
+const ATTRIBUTE_TYPES = new Set(Object.values(SQL_TYPES));
 
 /** The row extract_event returns and the pipeline's batch table holds. */
 export function emitExtractedType(m: Model): string {
@@ -126,41 +171,64 @@ export function emitExtractedType(m: Model): string {
     { name: 'geo_id', sqlType: 'uuid' },
     ...m.fields.map((f) => ({ name: f.name, sqlType: f.sqlType })),
   ];
-  // Attributes are only ever added (build refuses removals), so a deployed type is widened
-  // in place and the functions that return it keep working.
-  const adds = cols
-    .map(
-      (c) => `  if not exists (select from pg_catalog.pg_attribute
-                  where attrelid = ${literal(t)}::regclass and attname = ${literal(c.name)} and not attisdropped) then
-    alter type ${t} add attribute ${ident(c.name)} ${c.sqlType};
-  end if;`,
-    )
-    .join('\n');
-  const want = cols.map((c) => `${c.name} ${CATALOG_TYPE[c.sqlType] ?? c.sqlType}`).join(', ');
-  // extract_event fills the type by position: after a hand-written change (a rename, a type
-  // change, a removal) that left the type out of step with the spec, stop the migration here
-  // rather than let the functions put values into the wrong attributes.
-  return `${GENERATED('extracted_event: one payload as the pipeline reads it: typed fields, or error_msg.\nReturned by spectrum.extract_event and held, one row per claimed event, in the batch table.')}
+  for (const c of cols)
+    if (!ATTRIBUTE_TYPES.has(c.sqlType))
+      throw new Error(`extracted_event: ${c.name} has type ${c.sqlType}, not one of the list`);
+  const pairs = cols.map((c) => `[${literal(c.name)}, ${literal(c.sqlType)}]`);
+  const want = cols.map((c) => `${c.name} ${CATALOG_TYPE[c.sqlType] ?? c.sqlType}`);
+  // The expected shape as one text literal, cut into lines joined by ||.
+  const wantLines = wrap(want, 84);
+  const wantText = wantLines
+    .map((l, i) => literal(i < wantLines.length - 1 ? `${l}, ` : l))
+    .join(' ||\n    ');
+  return `${GENERATED(
+    import.meta.url,
+    'extracted_event: one payload as the pipeline reads it: typed fields, or error_msg.\n' +
+      'Returned by spectrum.extract_event; one row per claimed event in the batch table.\n' +
+      'Attributes are only ever added (build refuses removals), so a deployed type widens in\n' +
+      'place. extract_event fills it by position: a type out of step with the spec stops here.',
+  )}
 do $$
 declare
+  v_attr text[];
   v_have text;
+  v_want constant text :=
+    ${wantText};
 begin
   if to_regtype(${literal(t)}) is null then
-    create type ${t} as (${cols.map((c) => `${ident(c.name)} ${c.sqlType}`).join(', ')});
+    create type ${t} as (
+      ${wrap(cols.map((c) => `${ident(c.name)} ${c.sqlType}`)).join(',\n      ')}
+    );
   end if;
-${adds}
-  select string_agg(attname || ' ' || pg_catalog.format_type(atttypid, atttypmod), ', ' order by attnum)
+  foreach v_attr slice 1 in array array[
+    ${wrap(pairs).join(',\n    ')}
+  ] loop
+    if not exists (select from pg_catalog.pg_attribute
+                    where attrelid = ${literal(t)}::regclass and attname = v_attr[1]
+                      and not attisdropped) then
+      execute format('alter type ${t} add attribute %I %s',
+                     v_attr[1], v_attr[2]);
+    end if;
+  end loop;
+  select string_agg(attname || ' ' || pg_catalog.format_type(atttypid, atttypmod), ', '
+                    order by attnum)
     into v_have
     from pg_catalog.pg_attribute
    where attrelid = ${literal(t)}::regclass and attnum > 0 and not attisdropped;
-  if v_have is distinct from ${literal(want)} then
+  if v_have is distinct from v_want then
     raise exception '${t} does not match the spec: it has (%)', v_have
-      using hint = ${literal(`Its attributes must be, in this order: (${want}). Alter the type by hand at the top of migrations/current.sql (alter type ${t} rename / drop / alter attribute …), then npm run build.`)},
+      using hint = format('Its attributes must be, in this order: (%s). '
+                          || 'Alter the type by hand at the top of migrations/current.sql '
+                          || '(alter type ${t}'
+                          || ' rename / drop / alter attribute …), then npm run build.', v_want),
             errcode = '55000';
   end if;
 end
 $$;
 
-comment on type ${t} is 'One payload as the pipeline interprets it: the typed fields, or error_msg saying why it fails.';
+${commentOn(
+  `type ${t}`,
+  'One payload as the pipeline interprets it: the typed fields, or error_msg saying why it fails.',
+)}
 `;
 }

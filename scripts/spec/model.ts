@@ -2,7 +2,6 @@
  * spec → model: validates an EventSpec and derives what the emitters need. Every error names
  * the spec entry (`fields[3] (user_id): …`) so a DBA can find it.
  */
-import { createHash } from 'node:crypto';
 import {
   FIELD_TYPES,
   ROLES,
@@ -39,11 +38,10 @@ export interface Model {
   dims: { accounts: FieldModel[]; users: FieldModel[]; geography: FieldModel[] };
   /** Parent objects named by paths (['geo'] for geo.country): each must be an object if present. */
   parents: string[][];
-  /** A short hash of the extracted row's shape, to name per-session temp tables. */
-  shapeHash: string;
 }
 
-const SQL_TYPES: Record<FieldType, string> = {
+/** The SQL type each spec type becomes: the only types generated SQL declares for a field. */
+export const SQL_TYPES: Record<FieldType, string> = {
   text: 'text',
   uuid: 'uuid',
   timestamptz: 'timestamptz',
@@ -82,16 +80,21 @@ const RESERVED = new Set([
   'id',
 ]);
 
-/** PostgreSQL's reserved keywords (pg_get_keywords() categories R and T): a column named so must be quoted in every query. */
+/**
+ * PostgreSQL's reserved keywords (pg_get_keywords() categories R and T): a column named so must
+ * be quoted in every query.
+ */
 const SQL_KEYWORDS = new Set(
   (
-    'all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate collation column ' +
-    'concurrently constraint create cross current_catalog current_date current_role current_schema current_time ' +
-    'current_timestamp current_user default deferrable desc distinct do else end except false fetch for foreign freeze ' +
-    'from full grant group having ilike in initially inner intersect into is isnull join lateral leading left like limit ' +
-    'localtime localtimestamp natural not notnull null offset on only or order outer overlaps placing primary references ' +
-    'returning right select session_user similar some symmetric table tablesample then to trailing true union unique ' +
-    'user using variadic verbose when where window with'
+    'all analyse analyze and any array as asc asymmetric authorization binary both case cast ' +
+    'check collate collation column concurrently constraint create cross current_catalog ' +
+    'current_date current_role current_schema current_time current_timestamp current_user ' +
+    'default deferrable desc distinct do else end except false fetch for foreign freeze from ' +
+    'full grant group having ilike in initially inner intersect into is isnull join lateral ' +
+    'leading left like limit localtime localtimestamp natural not notnull null offset on only ' +
+    'or order outer overlaps placing primary references returning right select session_user ' +
+    'similar some symmetric table tablesample then to trailing true union unique user using ' +
+    'variadic verbose when where window with'
   ).split(' '),
 );
 
@@ -137,12 +140,14 @@ export function buildModel(spec: EventSpec): Model {
     else if (/^(p|v)_/.test(f.name) || /^(f\d+_(json|text|value)|parent\d+)$/.test(f.name))
       fail(
         where,
-        'names starting with p_ or v_, and f<N>_json/_text/_value or parent<N>, are reserved for the generated functions: choose another',
+        'names starting with p_ or v_, and f<N>_json/_text/_value or parent<N>, are reserved ' +
+          'for the generated functions: choose another',
       );
     else if (f.name.endsWith('_seen_at'))
       fail(
         where,
-        `names ending in _seen_at are reserved (a dimension attribute x gets a column x_seen_at): choose another`,
+        'names ending in _seen_at are reserved (a dimension attribute x gets a column ' +
+          'x_seen_at): choose another',
       );
     else if (Buffer.byteLength(f.name) > 55 && (f.target === 'accounts' || f.target === 'users'))
       fail(
@@ -183,7 +188,8 @@ export function buildModel(spec: EventSpec): Model {
     if (f.default !== undefined && !Object.hasOwn(DEFAULT_TYPES, f.default))
       fail(
         where,
-        `unknown default ${JSON.stringify(f.default)}: use one of ${Object.keys(DEFAULT_TYPES).join(', ')}`,
+        `unknown default ${JSON.stringify(f.default)}: ` +
+          `use one of ${Object.keys(DEFAULT_TYPES).join(', ')}`,
       );
     else if (f.default !== undefined && f.type !== DEFAULT_TYPES[f.default])
       fail(where, `default '${f.default}' applies only to ${DEFAULT_TYPES[f.default]} fields`);
@@ -232,13 +238,13 @@ export function buildModel(spec: EventSpec): Model {
       );
       fail(
         `fields[${i}] (${fields[i]!.name})`,
-        `path ${fields[i]!.label} is also the parent of ${users.map((f) => f.name).join(', ')}: a value cannot be both`,
+        `path ${fields[i]!.label} is also the parent of ` +
+          `${users.map((f) => f.name).join(', ')}: a value cannot be both`,
       );
     }
   }
   if (problems.length)
     throw new SpecError(`the event spec is invalid:\n  ${problems.join('\n  ')}`);
-  const shape = fields.map((f) => `${f.name}:${f.sqlType}`).join(',');
   return {
     spec,
     fields,
@@ -250,6 +256,5 @@ export function buildModel(spec: EventSpec): Model {
       geography: fields.filter((f) => f.lands === 'geography'),
     },
     parents: [...parents.values()],
-    shapeHash: createHash('sha256').update(shape).digest('hex').slice(0, 8),
   };
 }

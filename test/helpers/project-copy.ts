@@ -29,7 +29,7 @@ export interface ProjectCopy {
   root: string;
   /** `npm run build -- <args>` in the copy. */
   build(...args: string[]): Run;
-  /** `graphile-migrate commit -m <message>` in the copy, with a shadow and a dev database of its own. */
+  /** `graphile-migrate commit -m <message>` in the copy, with its own shadow and dev databases. */
   commit(message: string): Promise<Run>;
   read(path: string): string;
   write(path: string, text: string): void;
