@@ -5,7 +5,7 @@
  * transaction-local settings that the statement trigger writes once: updating the counter row
  * per row is quadratic.
  */
-create or replace function spectrum.status_totals_track()
+create or replace function spectrum.status_totals_trigger()
 returns trigger
 language plpgsql
 volatile
@@ -78,7 +78,7 @@ begin
 end
 $$;
 
-comment on function spectrum.status_totals_track() is
+comment on function spectrum.status_totals_trigger() is
   'Internal trigger function: keeps spectrum.status_totals right when raw_events rows leave or enter done or failed outside the pipeline, are deleted or truncated.';
 
 -- The earlier names, from when only done was counted.
@@ -93,28 +93,28 @@ create or replace trigger raw_events_status_changed
   for each row
   when (old.status <> new.status and old.status <> 'pending'
         and (old.status in ('done', 'failed') or new.status in ('done', 'failed')))
-  execute function spectrum.status_totals_track();
+  execute function spectrum.status_totals_trigger();
 
 create or replace trigger raw_events_status_reset
   before update on spectrum.raw_events
   for each statement
-  execute function spectrum.status_totals_track();
+  execute function spectrum.status_totals_trigger();
 
 create or replace trigger raw_events_status_flush
   after update on spectrum.raw_events
   for each statement
-  execute function spectrum.status_totals_track();
+  execute function spectrum.status_totals_trigger();
 
 create or replace trigger raw_events_status_deleted
   after delete on spectrum.raw_events
   referencing old table as gone
   for each statement
-  execute function spectrum.status_totals_track();
+  execute function spectrum.status_totals_trigger();
 
 create or replace trigger raw_events_status_truncated
   after truncate on spectrum.raw_events
   for each statement
-  execute function spectrum.status_totals_track();
+  execute function spectrum.status_totals_trigger();
 
 comment on trigger raw_events_status_changed on spectrum.raw_events is
   'Counts rows leaving or entering done or failed (other than from pending) for spectrum.status_totals; never fires for the pipeline''s own updates.';
@@ -127,4 +127,4 @@ comment on trigger raw_events_status_deleted on spectrum.raw_events is
 comment on trigger raw_events_status_truncated on spectrum.raw_events is
   'Resets the counts of spectrum.status_totals to 0 on TRUNCATE.';
 
-revoke all on function spectrum.status_totals_track() from public;
+revoke all on function spectrum.status_totals_trigger() from public;

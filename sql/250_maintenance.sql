@@ -7,7 +7,7 @@ create or replace procedure spectrum.maintenance(
   p_months_ahead integer default 3,
   p_retention interval default '90 days',
   p_cron_history interval default '7 days',
-  p_batch integer default 10000
+  p_batch_size integer default 10000
 )
 language plpgsql
 as $$
@@ -44,9 +44,9 @@ begin
     raise exception 'p_cron_history must be an interval of zero or more, got %', p_cron_history
       using hint = 'Call it as CALL spectrum.maintenance(p_cron_history => ''7 days'').', errcode = '22023';
   end if;
-  if p_batch is null or p_batch < 1 then
-    raise exception 'p_batch must be a positive integer, got %', p_batch
-      using hint = 'Call it as CALL spectrum.maintenance(p_batch => 10000).', errcode = '22023';
+  if p_batch_size is null or p_batch_size < 1 then
+    raise exception 'p_batch_size must be a positive integer, got %', p_batch_size
+      using hint = 'Call it as CALL spectrum.maintenance(p_batch_size => 10000).', errcode = '22023';
   end if;
 
   -- Taken by each transaction of the run: a session lock would outlive an error in psql, and
@@ -80,7 +80,7 @@ begin
 
   -- 2. Retention of done rows, keyset on id, in two ranges: time-ordered ids below
   -- uuid_v7(cutoff), other ids (gen_random_uuid, imports) above uuid_v7(now + 1 day), where no
-  -- time-ordered id is; the few between are never found. event_index is kept whole: a late
+  -- time-ordered id is; the few between are never found. event_registry is kept whole: a late
   -- retry of an old event must replace its fact, not add one.
   v_cutoff := v_now - p_retention;
   <<ranges>>
@@ -102,7 +102,7 @@ begin
                where id >= v_from and id <= v_to
                  and status = 'done' and received_at < v_cutoff
                order by id
-               limit p_batch
+               limit p_batch_size
                  for update skip locked) doomed;
       exit when v_ids is null;
       delete from spectrum.raw_events where id = any (v_ids);
@@ -165,6 +165,6 @@ end
 $$;
 
 comment on procedure spectrum.maintenance(integer, interval, interval, integer) is
-  'Hourly housekeeping: creates fact partitions p_months_ahead (default 3) months ahead, deletes done raw rows older than p_retention (default 90 days) in committed chunks of p_batch without blocking anyone (failed rows are kept), prunes cron.job_run_details older than p_cron_history (default 7 days) when pg_cron is in this database. One run at a time; records each run in spectrum.maintenance_runs. CALL it outside a transaction block.';
+  'Hourly housekeeping: creates fact partitions p_months_ahead (default 3) months ahead, deletes done raw rows older than p_retention (default 90 days) in committed chunks of p_batch_size without blocking anyone (failed rows are kept), prunes cron.job_run_details older than p_cron_history (default 7 days) when pg_cron is in this database. One run at a time; records each run in spectrum.maintenance_runs. CALL it outside a transaction block.';
 
 revoke all on procedure spectrum.maintenance(integer, interval, interval, integer) from public;

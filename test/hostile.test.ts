@@ -21,7 +21,7 @@ const TABLES = [
   'raw_events',
   'pipeline_runs',
   'status_totals',
-  'event_index',
+  'event_registry',
   'dim_accounts',
   'dim_users',
   'dim_geography',

@@ -615,7 +615,7 @@ describe('CALL spectrum.maintenance()', () => {
       const s = await db.sql.reserve();
       try {
         await s`set lock_timeout = '2s'`;
-        await s`call spectrum.maintenance(p_batch => 7)`;
+        await s`call spectrum.maintenance(p_batch_size => 7)`;
       } finally {
         await s`reset lock_timeout`;
         s.release();
@@ -633,7 +633,7 @@ describe('CALL spectrum.maintenance()', () => {
   });
 
   it('deletes only done rows older than the retention, in chunks, keeping failed and pending rows', async () => {
-    await db.sql`call spectrum.maintenance(p_batch => 7)`;
+    await db.sql`call spectrum.maintenance(p_batch_size => 7)`;
     expect(Number((await lastRun())!.raw_deleted)).toBe(1);
     const [r] = await db.sql`
       select count(*) filter (where id = any (${old.done}::uuid[]))::int as done,
@@ -668,7 +668,7 @@ describe('CALL spectrum.maintenance()', () => {
     const failed = await imported('failed');
     expect(failed).toHaveLength(100);
 
-    await db.sql`call spectrum.maintenance(p_batch => 300)`;
+    await db.sql`call spectrum.maintenance(p_batch_size => 300)`;
     expect(Number((await lastRun())!.raw_deleted)).toBe(1000 - gap!.ids.length);
     expect(await imported('done')).toEqual(gap!.ids);
     expect(await imported('failed')).toEqual(failed);
@@ -749,7 +749,7 @@ describe('CALL spectrum.maintenance()', () => {
     for (const args of [
       'p_months_ahead => -1',
       "p_retention => '0 days'",
-      'p_batch => 0',
+      'p_batch_size => 0',
       "p_cron_history => '-1 day'",
     ]) {
       const err = await db.sql.unsafe(`call spectrum.maintenance(${args})`).catch((e) => e);

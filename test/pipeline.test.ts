@@ -8,7 +8,7 @@ beforeAll(async () => {
 });
 afterAll(async () => db?.drop());
 beforeEach(async () => {
-  await db.sql`truncate spectrum.raw_events, spectrum.event_index, spectrum.pipeline_runs`;
+  await db.sql`truncate spectrum.raw_events, spectrum.event_registry, spectrum.pipeline_runs`;
   await db.sql`truncate spectrum.fact_events, spectrum.dim_users, spectrum.dim_geography, spectrum.dim_accounts cascade`;
   await db.sql`update spectrum.status_totals set events = 0`;
 });

@@ -251,7 +251,7 @@ describe('spectrum_reader', () => {
         'pipeline_status',
         'pipeline_runs',
         'failure_reasons',
-        'event_index',
+        'event_registry',
         'status_totals',
       ].map((t) => `select * from spectrum.${t}`),
       ...tables.flatMap(everyWrite),

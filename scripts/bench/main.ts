@@ -323,9 +323,9 @@ async function main() {
         const r = last(c.name);
         const facts = r.outcome.facts || 1;
         const factBytes =
-          (r.sizes.fact_events ?? 0) + (r.sizes.fact_bare ?? 0) + (r.sizes.event_index ?? 0);
+          (r.sizes.fact_events ?? 0) + (r.sizes.fact_bare ?? 0) + (r.sizes.event_registry ?? 0);
         return {
-          what: `${c.name}: WAL per event; facts (+ event_index) per fact`,
+          what: `${c.name}: WAL per event; facts (+ event_registry) per fact`,
           walPerEvent: median(runs.get(c.name)!.map((x) => x.walBytes)) / c.events,
           tablePerEvent: factBytes / facts,
         };

@@ -71,7 +71,7 @@ export async function tableSizes(sql: Sql): Promise<Record<string, number>> {
     select t.name,
            case when c.relkind = 'p' then (select sum(pg_total_relation_size(p.relid)) from pg_partition_tree(c.oid) p)
                 else pg_total_relation_size(c.oid) end as bytes
-      from (values ('raw_events'), ('fact_events'), ('event_index'), ('fact_bare'), ('raw_bare'), ('raw_bare_pk')) t(name)
+      from (values ('raw_events'), ('fact_events'), ('event_registry'), ('fact_bare'), ('raw_bare'), ('raw_bare_pk')) t(name)
       join pg_class c on c.oid = coalesce(to_regclass('spectrum.' || t.name), to_regclass('bench.' || t.name))`;
   return Object.fromEntries(rows.map((r) => [r.name, num(r.bytes)]));
 }

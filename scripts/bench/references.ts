@@ -5,7 +5,7 @@
  *     the same work per batch (claim + validate + extract into a temp table, upsert the three
  *     dimensions, insert facts, mark statuses, commit). Same checks, same helpers. Facts are
  *     deduplicated by their own key; bench.reference_exactly_once adds the pipeline's
- *     event-level exactly-once (spectrum.event_index), written by hand.
+ *     event-level exactly-once (spectrum.event_registry), written by hand.
  *   - bench.naive_process: the seed's first way, a PL/pgSQL loop over pending rows with a
  *     savepoint (BEGIN … EXCEPTION) per event, casting and upserting one row at a time;
  *     bench.naive_process_widen_only, the same with guarded dimension upserts.
@@ -52,7 +52,7 @@ $$;
 `;
 
 // Facts deduplicated by their own key: a retry with the same account and timestamp replaces
-// the fact; one that changed either would leave two (the pipeline's event_index prevents that).
+// the fact; one that changed either would leave two (the pipeline's event_registry prevents that).
 const FACTS_BY_KEY = String.raw`
     insert into spectrum.fact_events as f (event_id, raw_event_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties)
     select distinct on (event_id) event_id, raw_id, event_type, occurred_at, received_at, account_id, user_id, geo_id, properties
@@ -64,14 +64,14 @@ const FACTS_BY_KEY = String.raw`
      where (excluded.received_at, excluded.raw_event_id) >= (f.received_at, f.raw_event_id);`;
 
 // The pipeline's exactly-once, written by hand: the newest version of each event wins in
-// spectrum.event_index, a replaced version's fact is deleted, winners are marked in the batch.
+// spectrum.event_registry, a replaced version's fact is deleted, winners are marked in the batch.
 const EVENT_INDEX = String.raw`
     with newest as (
       select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
         from ref_batch_x where error_msg is null
        order by event_id, received_at desc, raw_id desc
     ), won as (
-      insert into spectrum.event_index as x (event_id, raw_event_id, received_at, account_id, occurred_at)
+      insert into spectrum.event_registry as x (event_id, raw_event_id, received_at, account_id, occurred_at)
       select event_id, raw_id, received_at, account_id, occurred_at from newest order by event_id
       on conflict (event_id) do update
          set raw_event_id = excluded.raw_event_id, received_at = excluded.received_at, account_id = excluded.account_id,

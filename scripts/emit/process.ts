@@ -130,14 +130,14 @@ if v_missing is not null then
 end if;
 
 -- The newest valid version of each event in the batch is a candidate; older ones in the
--- batch are superseded. A candidate wins unless event_index holds a newer version. Only the
+-- batch are superseded. A candidate wins unless event_registry holds a newer version. Only the
 -- rare rows are rewritten: valid rows that did not win (superseded) and winners that replace
 -- a stored version (where that version's fact is).
 --
 -- A stored version that is now invalid (its raw row reprocessed after the payload or the spec
 -- changed) is a candidate too, with its stored location: it "replaces" itself, so its fact
 -- is deleted below and none is inserted. An invalid event has no fact. Both kinds go through
--- the one upsert, which locks event_index rows in event_id order.
+-- the one upsert, which locks event_registry rows in event_id order.
 with candidate as (
   select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
     from (select raw_id, event_id, received_at, account_id, occurred_at
@@ -146,12 +146,12 @@ with candidate as (
           union all
           select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
             from pg_temp.${batch} b
-            join spectrum.event_index x
+            join spectrum.event_registry x
               on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
            where b.error_msg is not null) versions
    order by event_id, received_at desc, raw_id desc
 ), won as (
-  insert into spectrum.event_index as x
+  insert into spectrum.event_registry as x
          (event_id, raw_event_id, received_at, account_id, occurred_at)
   select event_id, raw_id, received_at, account_id, occurred_at
     from candidate

@@ -59,10 +59,10 @@ export interface Cluster {
 const isRoot = () => process.getuid?.() === 0;
 
 /** Runs a PostgreSQL binary, as `postgres` when we are root. */
-function runPg(bin: string, args: string[], opts: { quiet?: boolean } = {}) {
+function runPg(bin: string, args: string[]) {
   const exe = join(PG_BIN, bin);
   const [cmd, argv] = isRoot() ? ['runuser', ['-u', 'postgres', '--', exe, ...args]] : [exe, args];
-  return spawnSync(cmd, argv, { encoding: 'utf8', stdio: opts.quiet ? 'pipe' : 'pipe' });
+  return spawnSync(cmd, argv, { encoding: 'utf8', stdio: 'pipe' });
 }
 
 function missingPackages(extra: string[] = []): string[] {
