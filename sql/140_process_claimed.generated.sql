@@ -384,6 +384,10 @@ begin
    order by geo_id
   on conflict do nothing;
 
+  -- Fresh statistics for a dimension that grew, before the fact insert plans its key checks.
+  perform spectrum.analyze_grown_tables(
+    array['spectrum.dim_accounts', 'spectrum.dim_users', 'spectrum.dim_geography']::regclass[]);
+
   -- A replaced version's fact is removed first: its account or month may have changed. In a
   -- statement of its own, so that its snapshot sees a version committed while the upsert above
   -- waited for it.
