@@ -44,7 +44,8 @@ describe('the command line', () => {
       '--events needs a value: e.g. npm run bench -- --events 100000',
     );
     expect(usage(['--events', '12x'])).toBe(
-      '--events 12x is not a whole number from 1000 to 1000000: e.g. npm run bench -- --events 100000',
+      '--events 12x is not a whole number from 1000 to 1000000: ' +
+        'e.g. npm run bench -- --events 100000',
     );
     expect(usage(['--fast'])).toMatch(/^unknown argument "--fast": the options are --events/);
     expect(usage(['--rounds', '2', '--rounds', '3'])).toBe('--rounds is given twice: give it once');
@@ -60,7 +61,8 @@ describe('the command line', () => {
     });
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')[0]).toBe(
-      'npm run bench: --events 5 is not a whole number from 1000 to 1000000: e.g. npm run bench -- --events 100000',
+      'npm run bench: --events 5 is not a whole number from 1000 to 1000000: ' +
+        'e.g. npm run bench -- --events 100000',
     );
   });
 });
@@ -104,7 +106,8 @@ describe('a small run', () => {
       for (const table of ['bench.raw_bare', 'spectrum.raw_events']) {
         const row = md.match(
           new RegExp(
-            `\\| single-row INSERT into ${table.replace('.', '\\.')}, 8 clients \\(pgbench\\) \\| ([\\d,]+) \\| 1\\.00 \\| ([\\d,]+) \\|`,
+            `\\| single-row INSERT into ${table.replace('.', '\\.')}, 8 clients \\(pgbench\\) ` +
+              `\\| ([\\d,]+) \\| 1\\.00 \\| ([\\d,]+) \\|`,
           ),
         );
         expect(row, `no pgbench row for ${table}`).not.toBeNull();

@@ -3,6 +3,7 @@ import { connect, withDatabase } from '../scripts/lib/db.ts';
 import { migrateDatabase } from '../scripts/lib/migrate.ts';
 import { privateCluster } from './setup/server.ts';
 import { testDatabase, type TestDb } from './helpers/db.ts';
+import { loginRole } from './helpers/fixtures.ts';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -24,8 +25,8 @@ describe('raw_events', () => {
 
   it('accepts any object untouched and fills the defaults', async () => {
     const payload = { anything: [1, { deep: 'x' }], 'weird key': null };
-    const [row] =
-      await db.sql`insert into spectrum.raw_events (payload) values (${db.sql.json(payload)}) returning *`;
+    const [row] = await db.sql`
+      insert into spectrum.raw_events (payload) values (${db.sql.json(payload)}) returning *`;
     expect(row!.payload).toEqual(payload);
     expect(row!.status).toBe('pending');
     expect(row!.attempts).toBe(0);
@@ -38,31 +39,36 @@ describe('raw_events', () => {
   });
 
   it('gives time-ordered ids', async () => {
-    const ids =
-      await db.sql`select spectrum.uuid_v7(now() + (n || ' ms')::interval)::text as id from generate_series(1, 50, 7) n`;
+    const ids = await db.sql`
+      select spectrum.uuid_v7(now() + (n || ' ms')::interval)::text as id
+        from generate_series(1, 50, 7) n`;
     const list = ids.map((r) => r.id as string);
     expect([...list].sort()).toEqual(list);
   });
 
-  it('puts the milliseconds and the microseconds within them in the first 15 hex digits', async () => {
-    const rows = await db.sql`
-      select t::text as at, spectrum.uuid_v7(t)::text as id,
-             lpad(to_hex(floor(extract(epoch from t) * 1000)::bigint), 12, '0') as ms
-        from unnest(array['1970-01-01 00:00:00.000001+00', '2026-12-02 12:00:00.123456+00', '2026-12-02 12:00:00.999999+00',
-                          '2038-01-19 03:14:08+00', '2500-01-01 00:00:00.5+00']::timestamptz[]) t`;
-    for (const r of rows) {
-      const hex = (r.id as string).replace(/-/g, '');
-      const micros = Number((r.at as string).match(/\.(\d+)/)?.[1]?.padEnd(6, '0') ?? 0) % 1000;
-      expect(hex.slice(0, 12), r.at).toBe((r.ms as string).padStart(12, '0'));
-      expect(hex[12], r.at).toBe('7');
-      expect(parseInt(hex.slice(13, 16), 16), r.at).toBe(Math.floor((micros * 4096) / 1000));
-      expect('89ab', r.at).toContain(hex[16]);
-    }
-  });
+  it(
+    'puts the milliseconds and the microseconds within them ' + 'in the first 15 hex digits',
+    async () => {
+      const rows = await db.sql`
+        select t::text as at, spectrum.uuid_v7(t)::text as id,
+               lpad(to_hex(floor(extract(epoch from t) * 1000)::bigint), 12, '0') as ms
+          from unnest(array['1970-01-01 00:00:00.000001+00', '2026-12-02 12:00:00.123456+00',
+                            '2026-12-02 12:00:00.999999+00', '2038-01-19 03:14:08+00',
+                            '2500-01-01 00:00:00.5+00']::timestamptz[]) t`;
+      for (const r of rows) {
+        const hex = (r.id as string).replace(/-/g, '');
+        const micros = Number((r.at as string).match(/\.(\d+)/)?.[1]?.padEnd(6, '0') ?? 0) % 1000;
+        expect(hex.slice(0, 12), r.at).toBe((r.ms as string).padStart(12, '0'));
+        expect(hex[12], r.at).toBe('7');
+        expect(parseInt(hex.slice(13, 16), 16), r.at).toBe(Math.floor((micros * 4096) / 1000));
+        expect('89ab', r.at).toContain(hex[16]);
+      }
+    },
+  );
 
   it('evaluates the id default inline, with no function call per row', async () => {
-    const plan =
-      await db.sql`explain (verbose, format json) insert into spectrum.raw_events (payload) values ('{}')`;
+    const plan = await db.sql`
+      explain (verbose, format json) insert into spectrum.raw_events (payload) values ('{}')`;
     const text = JSON.stringify(plan);
     expect(text).toContain('gen_random_uuid()');
     expect(text).not.toContain('uuid_v7');
@@ -80,9 +86,8 @@ describe('raw_events', () => {
 
 describe('the producer role', () => {
   it('may insert payload (INSERT and COPY) and nothing else', async () => {
-    const login = `producer_${db.name}`.slice(0, 60);
-    await db.sql.unsafe(`create role ${login} login in role spectrum_producer`);
-    const p = connect(db.url.replace('postgres@', `${login}@`), { max: 1 });
+    const producer = await loginRole(db, 'producer', 'spectrum_producer');
+    const p = producer.sql;
     try {
       await p`insert into spectrum.raw_events (payload) values ('{"event_type":"x"}')`;
       const copy = await p`copy spectrum.raw_events (payload) from stdin`.writable();
@@ -100,10 +105,11 @@ describe('the producer role', () => {
       ];
       for (const q of denied) expect((await q.catch((e) => e)).code).toBe('42501');
     } finally {
-      await p.end();
+      await producer.drop();
     }
-    const [n] =
-      await db.sql`select count(*)::int as n from spectrum.raw_events where payload ? 'from' or payload->>'event_type' = 'x'`;
+    const [n] = await db.sql`
+      select count(*)::int as n from spectrum.raw_events
+       where payload ? 'from' or payload->>'event_type' = 'x'`;
     expect(n!.n).toBe(2);
   });
 });
@@ -119,7 +125,8 @@ describe('npm run migrate', () => {
       const lines: string[] = [];
       await migrateDatabase(url, { log: (l) => lines.push(l) });
       const snapshot = async () =>
-        target`select c.relname, c.relkind, p.proname, md5(coalesce(pg_get_functiondef(p.oid), '')) as def
+        target`select c.relname, c.relkind, p.proname,
+                      md5(coalesce(pg_get_functiondef(p.oid), '')) as def
                  from pg_namespace n left join pg_class c on c.relnamespace = n.oid
                  left join pg_proc p on p.pronamespace = n.oid and p.prokind in ('f', 'p')
                 where n.nspname = 'spectrum' order by 1, 3`;

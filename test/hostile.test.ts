@@ -69,8 +69,8 @@ describe('a batch of hostile payloads', () => {
       retried: '0',
       stopped_because: 'no pending rows',
     });
-    const statuses =
-      await db.sql`select status, count(*)::int as n from spectrum.raw_events group by 1 order by 1`;
+    const statuses = await db.sql`
+      select status, count(*)::int as n from spectrum.raw_events group by 1 order by 1`;
     const failed = cases.filter((c) => !('done' in c.expect)).length;
     expect(statuses).toEqual([
       { status: 'done', n: 2 * cases.length - failed },
@@ -88,7 +88,8 @@ describe('a batch of hostile payloads', () => {
         from spectrum.raw_events where id = ${hostile}`;
     const facts = await db.sql`
       select f.event_type, f.user_id, g.country, g.region, g.city,
-             f.properties = coalesce(nullif(r.payload -> 'properties', 'null'), '{}') as properties_kept
+             f.properties = coalesce(nullif(r.payload -> 'properties', 'null'), '{}')
+               as properties_kept
         from spectrum.fact_events f
         join spectrum.raw_events r on r.id = f.raw_event_id
         left join spectrum.dim_geography g on g.geo_id = f.geo_id
@@ -123,8 +124,9 @@ describe('a batch of hostile payloads', () => {
 
   it('includes a payload over the limit by its uncompressed size only', async () => {
     const i = cases.findIndex((c) => c.name.startsWith('40 MB'));
-    const [raw] =
-      await db.sql`select status, pg_column_size(payload) as stored from spectrum.raw_events where id = ${ids[i]!.hostile}`;
+    const [raw] = await db.sql`
+      select status, pg_column_size(payload) as stored
+        from spectrum.raw_events where id = ${ids[i]!.hostile}`;
     expect(raw!.stored).toBeLessThan(1_048_576);
     expect(raw!.status).toBe('failed');
   });
@@ -145,11 +147,12 @@ describe('a batch of hostile payloads', () => {
     const [counts] = await db.sql`
       select (select count(*)::int from spectrum.raw_events) as raw,
              (select count(*)::int from spectrum.fact_events) as facts,
-             (select count(*)::int from spectrum.dim_accounts where account_id in (${ACCOUNT}, ${NEIGHBOUR_ACCOUNT})) as accounts`;
+             (select count(*)::int from spectrum.dim_accounts
+               where account_id in (${ACCOUNT}, ${NEIGHBOUR_ACCOUNT})) as accounts`;
     const done = cases.filter((c) => 'done' in c.expect).length;
     expect(counts).toEqual({ raw: 2 * cases.length, facts: cases.length + done, accounts: 2 });
-    const stored =
-      await db.sql`select distinct event_type from spectrum.fact_events where event_type = any(${INJECTIONS})`;
+    const stored = await db.sql`
+      select distinct event_type from spectrum.fact_events where event_type = any(${INJECTIONS})`;
     expect(stored.map((r) => r.event_type).sort()).toEqual([...INJECTIONS].sort());
     expect(existsSync(CANARY)).toBe(false);
   });
@@ -199,7 +202,8 @@ describe('spectrum.json_excerpt', () => {
   it('shows exactly the first 77 characters of the JSON text, or all of it up to 80', async () => {
     const rows = await db.sql`
       select v, spectrum.json_excerpt(v::jsonb) as excerpt,
-             case when length(v::jsonb::text) > 80 then left(v::jsonb::text, 77) || '...' else v::jsonb::text end as expected
+             case when length(v::jsonb::text) > 80 then left(v::jsonb::text, 77) || '...'
+                  else v::jsonb::text end as expected
         from unnest(${values}::text[]) v`;
     for (const r of rows) expect(r.excerpt, r.v).toBe(r.expected);
   });

@@ -1,6 +1,7 @@
 /* process_pending: outcomes, exactly-once facts, partitions, runs, unexpected errors. */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { insertEvents, runPipeline, testDatabase, type TestDb } from './helpers/db.ts';
+import { ACCOUNT as A } from './helpers/fixtures.ts';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -9,18 +10,20 @@ beforeAll(async () => {
 afterAll(async () => db?.drop());
 beforeEach(async () => {
   await db.sql`truncate spectrum.raw_events, spectrum.event_registry, spectrum.pipeline_runs`;
-  await db.sql`truncate spectrum.fact_events, spectrum.dim_users, spectrum.dim_geography, spectrum.dim_accounts cascade`;
+  await db.sql`truncate spectrum.fact_events, spectrum.dim_users, spectrum.dim_geography,
+                        spectrum.dim_accounts cascade`;
   await db.sql`update spectrum.status_totals set events = 0`;
 });
 
-const A = '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10';
 const B = '0b7e0d7e-2f55-4c8b-9d6f-3f1a2b3c4d5e';
 const E1 = '11111111-1111-4111-8111-111111111111';
 const iso = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString();
 
 const raw = (ids: string[]) =>
-  db.sql`select id, status, error_msg, attempts, processed_at from spectrum.raw_events where id = any(${ids}::uuid[])`.then(
-    (rows) => ids.map((id) => rows.find((r) => r.id === id)!),
+  db.sql`
+    select id, status, error_msg, attempts, processed_at
+      from spectrum.raw_events where id = any(${ids}::uuid[])`.then((rows) =>
+    ids.map((id) => rows.find((r) => r.id === id)!),
   );
 
 describe('one tick', () => {
@@ -71,21 +74,24 @@ describe('one tick', () => {
     });
   });
 
-  it('fails an invalid event with a precise message and leaves the rest of the batch alone', async () => {
-    const ids = await insertEvents(db.sql, [
-      { event_type: 'ok', account_id: A },
-      { event_type: 'click', account_id: 'abc' },
-      { event_type: 'ok2', account_id: B },
-    ]);
-    await runPipeline(db.sql);
-    const rows = await raw(ids);
-    expect(rows.map((r) => r.status)).toEqual(['done', 'failed', 'done']);
-    expect(rows[1]!.error_msg).toBe('account_id: "abc" is not a uuid');
-    expect(rows[1]!.processed_at).toBeInstanceOf(Date);
-    const [n] =
-      await db.sql`select count(*)::int as n from spectrum.fact_events where raw_event_id = ${ids[1]!}`;
-    expect(n!.n).toBe(0);
-  });
+  it(
+    'fails an invalid event with a precise message ' + 'and leaves the rest of the batch alone',
+    async () => {
+      const ids = await insertEvents(db.sql, [
+        { event_type: 'ok', account_id: A },
+        { event_type: 'click', account_id: 'abc' },
+        { event_type: 'ok2', account_id: B },
+      ]);
+      await runPipeline(db.sql);
+      const rows = await raw(ids);
+      expect(rows.map((r) => r.status)).toEqual(['done', 'failed', 'done']);
+      expect(rows[1]!.error_msg).toBe('account_id: "abc" is not a uuid');
+      expect(rows[1]!.processed_at).toBeInstanceOf(Date);
+      const [n] = await db.sql`
+        select count(*)::int as n from spectrum.fact_events where raw_event_id = ${ids[1]!}`;
+      expect(n!.n).toBe(0);
+    },
+  );
 
   it('fails events outside the accepted time window', async () => {
     const ids = await insertEvents(db.sql, [
@@ -97,40 +103,47 @@ describe('one tick', () => {
     const rows = await raw(ids);
     expect(rows.map((r) => r.status)).toEqual(['failed', 'failed', 'done']);
     expect(rows[0]!.error_msg).toMatch(
-      /^timestamp: ".*" is outside the accepted window \(5 years before to 1 day after received_at\)$/,
+      new RegExp(
+        '^timestamp: ".*" is outside the accepted window ' +
+          '\\(5 years before to 1 day after received_at\\)$',
+      ),
     );
   });
 
-  it('records one pipeline_runs row per call with its counts, committing batch by batch', async () => {
-    await insertEvents(
-      db.sql,
-      [...Array(35)].map((_, i) => ({
-        event_type: `t${i}`,
-        account_id: A,
-        ...(i % 10 === 0 ? { timestamp: 'nope' } : {}),
-      })),
-    );
-    await runPipeline(db.sql, 'p_batch_size => 10');
-    await runPipeline(db.sql);
-    const runs = await db.sql`select * from spectrum.pipeline_runs order by run_id`;
-    expect(runs).toHaveLength(2);
-    expect(runs[0]).toMatchObject({
-      batches: 4,
-      claimed: '35',
-      done: '31',
-      failed: '4',
-      retried: '0',
-      stopped_because: 'no pending rows',
-    });
-    expect(runs[0]!.finished_at.getTime()).toBeGreaterThanOrEqual(runs[0]!.started_at.getTime());
-    expect(runs[1]).toMatchObject({ batches: 0, claimed: '0' });
-    const status =
-      await db.sql`select status, events::int from spectrum.pipeline_status where status in ('done', 'failed')`;
-    expect(status).toEqual([
-      { status: 'done', events: 31 },
-      { status: 'failed', events: 4 },
-    ]);
-  });
+  it(
+    'records one pipeline_runs row per call with its counts, ' + 'committing batch by batch',
+    async () => {
+      await insertEvents(
+        db.sql,
+        [...Array(35)].map((_, i) => ({
+          event_type: `t${i}`,
+          account_id: A,
+          ...(i % 10 === 0 ? { timestamp: 'nope' } : {}),
+        })),
+      );
+      await runPipeline(db.sql, 'p_batch_size => 10');
+      await runPipeline(db.sql);
+      const runs = await db.sql`select * from spectrum.pipeline_runs order by run_id`;
+      expect(runs).toHaveLength(2);
+      expect(runs[0]).toMatchObject({
+        batches: 4,
+        claimed: '35',
+        done: '31',
+        failed: '4',
+        retried: '0',
+        stopped_because: 'no pending rows',
+      });
+      expect(runs[0]!.finished_at.getTime()).toBeGreaterThanOrEqual(runs[0]!.started_at.getTime());
+      expect(runs[1]).toMatchObject({ batches: 0, claimed: '0' });
+      const status = await db.sql`
+        select status, events::int from spectrum.pipeline_status
+         where status in ('done', 'failed')`;
+      expect(status).toEqual([
+        { status: 'done', events: 31 },
+        { status: 'failed', events: 4 },
+      ]);
+    },
+  );
 
   it('stops at the batch limit and within its time budget', async () => {
     await insertEvents(
@@ -138,12 +151,12 @@ describe('one tick', () => {
       [...Array(30)].map((_, i) => ({ event_type: `t${i}`, account_id: A })),
     );
     await runPipeline(db.sql, 'p_batch_size => 10, p_max_batches => 2');
-    const [limited] =
-      await db.sql`select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
+    const [limited] = await db.sql`
+      select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
     expect(limited).toEqual({ batches: 2, stopped_because: 'batch limit' });
     await runPipeline(db.sql, `p_batch_size => 1, p_time_budget => '1 microsecond'`);
-    const [budget] =
-      await db.sql`select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
+    const [budget] = await db.sql`
+      select batches, stopped_because from spectrum.pipeline_runs order by run_id desc limit 1`;
     expect(budget!.stopped_because).toBe('time budget');
     expect(budget!.batches).toBeLessThanOrEqual(1);
     const [left] =
@@ -167,7 +180,9 @@ describe('one tick', () => {
 
 describe('exactly once into facts', () => {
   const facts = () =>
-    db.sql`select event_id, raw_event_id, event_type, account_id, occurred_at from spectrum.fact_events`;
+    db.sql`
+      select event_id, raw_event_id, event_type, account_id, occurred_at
+        from spectrum.fact_events`;
 
   it('keeps one fact for a producer retry, from the most recently received version', async () => {
     const [first] = await insertEvents(db.sql, [{ event_id: E1, event_type: 'v1', account_id: A }]);
@@ -184,19 +199,23 @@ describe('exactly once into facts', () => {
     expect(run!.superseded).toBe(1);
   });
 
-  it('replaces the fact when a later version arrives in a later tick, even in another month and account', async () => {
-    await insertEvents(db.sql, [
-      { event_id: E1, event_type: 'v1', account_id: A, timestamp: iso(400) },
-    ]);
-    await runPipeline(db.sql);
-    const [later] = await insertEvents(db.sql, [
-      { event_id: E1, event_type: 'v2', account_id: B, timestamp: iso(1) },
-    ]);
-    await runPipeline(db.sql);
-    const f = await facts();
-    expect(f).toHaveLength(1);
-    expect(f[0]).toMatchObject({ raw_event_id: later, event_type: 'v2', account_id: B });
-  });
+  it(
+    'replaces the fact when a later version arrives in a later tick, ' +
+      'even in another month and account',
+    async () => {
+      await insertEvents(db.sql, [
+        { event_id: E1, event_type: 'v1', account_id: A, timestamp: iso(400) },
+      ]);
+      await runPipeline(db.sql);
+      const [later] = await insertEvents(db.sql, [
+        { event_id: E1, event_type: 'v2', account_id: B, timestamp: iso(1) },
+      ]);
+      await runPipeline(db.sql);
+      const f = await facts();
+      expect(f).toHaveLength(1);
+      expect(f[0]).toMatchObject({ raw_event_id: later, event_type: 'v2', account_id: B });
+    },
+  );
 
   it('never lets an older version win, however often it is reprocessed', async () => {
     const [older] = await insertEvents(db.sql, [
@@ -227,14 +246,15 @@ describe('exactly once into facts', () => {
     );
     await runPipeline(db.sql);
     for (let i = 0; i < 2; i++) {
-      await db.sql`update spectrum.raw_events set status = 'pending' where id = any(${ids}::uuid[])`;
+      await db.sql`
+        update spectrum.raw_events set status = 'pending' where id = any(${ids}::uuid[])`;
       await runPipeline(db.sql, 'p_batch_size => 7');
     }
-    const [c] =
-      await db.sql`select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
+    const [c] = await db.sql`
+      select count(*)::int as n, count(distinct event_id)::int as d from spectrum.fact_events`;
     expect(c).toEqual({ n: 50, d: 50 });
-    const [r] =
-      await db.sql`select count(*)::int as n from spectrum.raw_events where status = 'done' and attempts = 3`;
+    const [r] = await db.sql`
+      select count(*)::int as n from spectrum.raw_events where status = 'done' and attempts = 3`;
     expect(r!.n).toBe(50);
   });
 });
@@ -265,78 +285,88 @@ describe('fact partitions', () => {
 });
 
 describe('unexpected errors', () => {
-  it('isolates a row that raises: it stays pending with attempts raised, then fails with its SQLSTATE', async () => {
-    await db.sql`create function pg_temp_boom() returns trigger language plpgsql as $$
-      begin
-        if new.event_type = 'boom' then raise exception 'kaboom' using errcode = 'XX123'; end if;
-        return new;
-      end $$`;
-    await db.sql`create trigger boom before insert on spectrum.fact_events for each row execute function pg_temp_boom()`;
-    try {
+  it(
+    'isolates a row that raises: it stays pending with attempts raised, ' +
+      'then fails with its SQLSTATE',
+    async () => {
+      await db.sql`create function pg_temp_boom() returns trigger language plpgsql as $$
+        begin
+          if new.event_type = 'boom' then raise exception 'kaboom' using errcode = 'XX123'; end if;
+          return new;
+        end $$`;
+      await db.sql`
+        create trigger boom before insert on spectrum.fact_events
+        for each row execute function pg_temp_boom()`;
+      try {
+        const ids = await insertEvents(db.sql, [
+          { event_type: 'fine', account_id: A },
+          { event_type: 'boom', account_id: A },
+          { event_type: 'fine too', account_id: B },
+        ]);
+        await runPipeline(db.sql, 'p_max_attempts => 2');
+        let rows = await raw(ids);
+        expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+          ['done', 1],
+          ['pending', 1],
+          ['done', 1],
+        ]);
+        expect(rows[1]!.error_msg).toMatch(/SQLSTATE XX123: kaboom/);
+        const [run] = await db.sql`
+          select done::int, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
+        expect(run).toEqual({ done: 2, retried: 1 });
+
+        await runPipeline(db.sql, 'p_max_attempts => 2');
+        rows = await raw(ids);
+        expect(rows[1]!.status).toBe('failed');
+        expect(rows[1]!.attempts).toBe(2);
+        expect(rows[1]!.error_msg).toMatch(
+          /^unexpected error after 2 attempts: SQLSTATE XX123: kaboom/,
+        );
+        const [n] = await db.sql`select count(*)::int as n from spectrum.fact_events`;
+        expect(n!.n).toBe(2);
+      } finally {
+        await db.sql`drop trigger boom on spectrum.fact_events`;
+        await db.sql`drop function pg_temp_boom()`;
+      }
+    },
+  );
+
+  it(
+    'counts an attempt for the whole batch on a lock timeout ' + 'and stops until the next tick',
+    async () => {
+      await insertEvents(db.sql, [{ event_type: 'seed', account_id: A, timestamp: iso(3) }]);
+      await runPipeline(db.sql);
       const ids = await insertEvents(db.sql, [
-        { event_type: 'fine', account_id: A },
-        { event_type: 'boom', account_id: A },
-        { event_type: 'fine too', account_id: B },
+        { event_type: 'a', account_id: A, timestamp: iso(5) },
+        { event_type: 'b', account_id: B },
       ]);
-      await runPipeline(db.sql, 'p_max_attempts => 2');
-      let rows = await raw(ids);
-      expect(rows.map((r) => [r.status, r.attempts])).toEqual([
-        ['done', 1],
-        ['pending', 1],
-        ['done', 1],
-      ]);
-      expect(rows[1]!.error_msg).toMatch(/SQLSTATE XX123: kaboom/);
-      const [run] =
-        await db.sql`select done::int, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
-      expect(run).toEqual({ done: 2, retried: 1 });
-
-      await runPipeline(db.sql, 'p_max_attempts => 2');
-      rows = await raw(ids);
-      expect(rows[1]!.status).toBe('failed');
-      expect(rows[1]!.attempts).toBe(2);
-      expect(rows[1]!.error_msg).toMatch(
-        /^unexpected error after 2 attempts: SQLSTATE XX123: kaboom/,
-      );
-      const [n] = await db.sql`select count(*)::int as n from spectrum.fact_events`;
-      expect(n!.n).toBe(2);
-    } finally {
-      await db.sql`drop trigger boom on spectrum.fact_events`;
-      await db.sql`drop function pg_temp_boom()`;
-    }
-  });
-
-  it('counts an attempt for the whole batch on a lock timeout and stops until the next tick', async () => {
-    await insertEvents(db.sql, [{ event_type: 'seed', account_id: A, timestamp: iso(3) }]);
-    await runPipeline(db.sql);
-    const ids = await insertEvents(db.sql, [
-      { event_type: 'a', account_id: A, timestamp: iso(5) },
-      { event_type: 'b', account_id: B },
-    ]);
-    const holder = await db.sql.reserve();
-    const worker = await db.sql.reserve();
-    try {
-      await holder`begin`;
-      await holder`select * from spectrum.dim_accounts where account_id = ${A} for update`;
-      await worker`set lock_timeout = '200ms'`;
-      await worker`call spectrum.process_pending()`;
-      const rows = await raw(ids);
-      expect(rows.map((r) => [r.status, r.attempts])).toEqual([
-        ['pending', 1],
-        ['pending', 1],
-      ]);
-      expect(rows[0]!.error_msg).toMatch(/SQLSTATE 55P03/);
-      const [run] =
-        await worker`select stopped_because, retried::int from spectrum.pipeline_runs order by run_id desc limit 1`;
-      expect(run).toEqual({ stopped_because: 'contention', retried: 2 });
-    } finally {
-      await holder`rollback`;
-      holder.release();
-      await worker`reset lock_timeout`;
-      worker.release();
-    }
-    await runPipeline(db.sql);
-    expect((await raw(ids)).map((r) => r.status)).toEqual(['done', 'done']);
-  });
+      const holder = await db.sql.reserve();
+      const worker = await db.sql.reserve();
+      try {
+        await holder`begin`;
+        await holder`select * from spectrum.dim_accounts where account_id = ${A} for update`;
+        await worker`set lock_timeout = '200ms'`;
+        await worker`call spectrum.process_pending()`;
+        const rows = await raw(ids);
+        expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+          ['pending', 1],
+          ['pending', 1],
+        ]);
+        expect(rows[0]!.error_msg).toMatch(/SQLSTATE 55P03/);
+        const [run] = await worker`
+          select stopped_because, retried::int
+            from spectrum.pipeline_runs order by run_id desc limit 1`;
+        expect(run).toEqual({ stopped_because: 'contention', retried: 2 });
+      } finally {
+        await holder`rollback`;
+        holder.release();
+        await worker`reset lock_timeout`;
+        worker.release();
+      }
+      await runPipeline(db.sql);
+      expect((await raw(ids)).map((r) => r.status)).toEqual(['done', 'done']);
+    },
+  );
 });
 
 describe('a stored version that becomes invalid', () => {
@@ -348,16 +378,21 @@ describe('a stored version that becomes invalid', () => {
         .n;
     expect(await count()).toBe(1);
 
-    await db.sql`update spectrum.raw_events set payload = payload - 'event_type', status = 'pending' where id = ${id!}`;
+    await db.sql`
+      update spectrum.raw_events set payload = payload - 'event_type', status = 'pending'
+       where id = ${id!}`;
     await runPipeline(db.sql);
     const [r] = await raw([id!]);
     expect(r).toMatchObject({ status: 'failed', error_msg: 'event_type: missing' });
     expect(await count()).toBe(0);
 
-    await db.sql`update spectrum.raw_events set payload = payload || '{"event_type": "fixed"}', status = 'pending' where id = ${id!}`;
+    await db.sql`
+      update spectrum.raw_events
+         set payload = payload || '{"event_type": "fixed"}', status = 'pending'
+       where id = ${id!}`;
     await runPipeline(db.sql);
-    const f =
-      await db.sql`select event_type, raw_event_id from spectrum.fact_events where event_id = ${E1}`;
+    const f = await db.sql`
+      select event_type, raw_event_id from spectrum.fact_events where event_id = ${E1}`;
     expect(f).toEqual([{ event_type: 'fixed', raw_event_id: id }]);
   });
 
@@ -383,7 +418,9 @@ describe('isolating a bug in a large batch', () => {
         if new.event_type = 'boom' then raise exception 'kaboom' using errcode = 'XX124'; end if;
         return new;
       end $$`;
-    await db.sql`create trigger boom2 before insert on spectrum.fact_events for each row execute function pg_temp_boom2()`;
+    await db.sql`
+      create trigger boom2 before insert on spectrum.fact_events
+      for each row execute function pg_temp_boom2()`;
     const s = await db.sql.reserve();
     try {
       const payloads = [...Array(2000)].map((_, i) => ({
@@ -394,8 +431,9 @@ describe('isolating a bug in a large batch', () => {
       await s`set track_functions = 'all'`;
       const calls = async () => {
         await s`select pg_stat_force_next_flush()`;
-        const [c] =
-          await s`select coalesce(sum(calls), 0)::int as n from pg_stat_user_functions where funcname = 'process_claimed'`;
+        const [c] = await s`
+          select coalesce(sum(calls), 0)::int as n
+            from pg_stat_user_functions where funcname = 'process_claimed'`;
         return c!.n;
       };
       const before = await calls();

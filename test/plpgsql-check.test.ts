@@ -15,8 +15,10 @@ it('finds no error in any spectrum routine', async () => {
     { oid: number; name: string; relid: number; oldtable: string | null }[]
   >`
     select p.oid::int as oid, p.oid::regprocedure::text as name,
-           coalesce((select t.tgrelid from pg_trigger t where t.tgfoid = p.oid limit 1), 0)::int as relid,
-           (select t.tgoldtable from pg_trigger t where t.tgfoid = p.oid and t.tgoldtable is not null limit 1) as oldtable
+           coalesce((select t.tgrelid from pg_trigger t where t.tgfoid = p.oid limit 1), 0)::int
+             as relid,
+           (select t.tgoldtable from pg_trigger t
+             where t.tgfoid = p.oid and t.tgoldtable is not null limit 1) as oldtable
       from pg_proc p join pg_language l on l.oid = p.prolang
      where p.pronamespace = 'spectrum'::regnamespace and l.lanname = 'plpgsql'
      order by 2`;
@@ -28,7 +30,9 @@ it('finds no error in any spectrum routine', async () => {
   const problems: string[] = [];
   for (const r of routines) {
     const rows = await session<{ level: string; message: string; lineno: number | null }[]>`
-      select level, message, lineno from plpgsql_check_function_tb(${r.oid}::regprocedure, relid => ${r.relid}::oid, oldtable => ${r.oldtable}::name, fatal_errors => false)`;
+      select level, message, lineno
+        from plpgsql_check_function_tb(${r.oid}::regprocedure, relid => ${r.relid}::oid,
+                                       oldtable => ${r.oldtable}::name, fatal_errors => false)`;
     for (const row of rows.filter((x) => x.level === 'error'))
       problems.push(`${r.name} line ${row.lineno}: ${row.message}`);
   }

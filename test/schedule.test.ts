@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, type Sql } from '../scripts/lib/db.ts';
 import { migrateDatabase } from '../scripts/lib/migrate.ts';
 import { projectRoot } from '../scripts/lib/paths.ts';
@@ -53,8 +53,14 @@ describe('applySchedule, with pg_cron in another database', () => {
     cluster = await privateCluster();
     cron = connect(cluster.url('postgres'), { max: 1 });
     await ensureCron(cron);
-    await cron`create database alpha`;
-    await cron`create database beta`;
+  });
+  // Each test starts with no job and two empty databases.
+  beforeEach(async () => {
+    await cron`select cron.unschedule(jobid) from cron.job`;
+    for (const name of ['alpha', 'beta']) {
+      await cron`drop database if exists ${cron(name)} with (force)`;
+      await cron`create database ${cron(name)}`;
+    }
   });
   afterAll(async () => {
     await cron?.end();
@@ -81,6 +87,7 @@ describe('applySchedule, with pg_cron in another database', () => {
   });
 
   it('changes nothing the second time', async () => {
+    await apply('alpha');
     const before = await jobs();
     const { lines } = await apply('alpha');
     expect(lines).toEqual([]);
@@ -88,6 +95,7 @@ describe('applySchedule, with pg_cron in another database', () => {
   });
 
   it('updates a changed job in place', async () => {
+    await apply('alpha');
     const before = await jobs();
     const changed = readSchedule().map((j) =>
       j.name === 'spectrum.process_pending' ? { ...j, schedule: '*/2 * * * *' } : j,
@@ -104,6 +112,7 @@ describe('applySchedule, with pg_cron in another database', () => {
   });
 
   it('unschedules a spectrum job removed from the file, and leaves other jobs alone', async () => {
+    await apply('alpha');
     await cron`select cron.schedule('other.job', '0 0 1 1 *', 'select 1')`;
     const { lines } = await apply(
       'alpha',
@@ -116,19 +125,24 @@ describe('applySchedule, with pg_cron in another database', () => {
     expect(await jobs()).toHaveLength(2);
   });
 
-  it('never takes over a job of the same name that runs another database; takes one whose database was dropped', async () => {
-    const before = await jobs();
-    const { result, lines } = await apply('beta');
-    expect(result).toBe('applied');
-    expect(lines).toHaveLength(2);
-    expect(await jobs()).toEqual(before);
+  it(
+    'never takes over a job of the same name that runs another database; ' +
+      'takes one whose database was dropped',
+    async () => {
+      await apply('alpha');
+      const before = await jobs();
+      const { result, lines } = await apply('beta');
+      expect(result).toBe('applied');
+      expect(lines).toHaveLength(2);
+      expect(await jobs()).toEqual(before);
 
-    await cron`drop database alpha`;
-    await apply('beta');
-    const after = await jobs();
-    expect(after.map((j) => j.jobid)).toEqual(before.map((j) => j.jobid));
-    expect(after.map((j) => j.database)).toEqual(['beta', 'beta']);
-  });
+      await cron`drop database alpha`;
+      await apply('beta');
+      const after = await jobs();
+      expect(after.map((j) => j.jobid)).toEqual(before.map((j) => j.jobid));
+      expect(after.map((j) => j.database)).toEqual(['beta', 'beta']);
+    },
+  );
 });
 
 describe('maintenance, with pg_cron in the same database', () => {
@@ -150,12 +164,17 @@ describe('maintenance, with pg_cron in the same database', () => {
 
   it('prunes cron.job_run_details older than p_cron_history', async () => {
     await sql`
-      insert into cron.job_run_details (jobid, job_pid, database, username, command, status, return_message, start_time, end_time)
-      select 1, 1, 'pipeline', 'postgres', 'CALL spectrum.process_pending()', 'succeeded', 'CALL', t, t + interval '1 second'
-        from unnest(array[now() - interval '30 days', now() - interval '8 days', now() - interval '2 days', now() - interval '1 hour']) t`;
+      insert into cron.job_run_details
+             (jobid, job_pid, database, username, command, status, return_message,
+              start_time, end_time)
+      select 1, 1, 'pipeline', 'postgres', 'CALL spectrum.process_pending()', 'succeeded', 'CALL',
+             t, t + interval '1 second'
+        from unnest(array[now() - interval '30 days', now() - interval '8 days',
+                          now() - interval '2 days', now() - interval '1 hour']) t`;
     await sql`call spectrum.maintenance()`;
-    const [run] =
-      await sql`select cron_details_deleted::int, note from spectrum.maintenance_runs order by run_id desc limit 1`;
+    const [run] = await sql`
+      select cron_details_deleted::int, note
+        from spectrum.maintenance_runs order by run_id desc limit 1`;
     expect(run).toEqual({ cron_details_deleted: 2, note: null });
     await sql`call spectrum.maintenance(p_cron_history => '1 day')`;
     const [left] = await sql`select count(*)::int as n from cron.job_run_details`;
@@ -187,17 +206,18 @@ describe('the pg_cron tick', () => {
       { event_type: 'tick', account_id: '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10' },
       { event_type: 'tick', account_id: 'not-a-uuid' },
     ]);
-    const [{ jobid }] = (await cron`
-      select cron.schedule_in_database(${jobname}, '* * * * *', 'CALL spectrum.process_pending()', ${db.name}) as jobid`) as never as [
-      { jobid: string },
-    ];
+    const scheduled = await cron<{ jobid: string }[]>`
+      select cron.schedule_in_database(${jobname}, '* * * * *',
+                                       'CALL spectrum.process_pending()', ${db.name}) as jobid`;
+    const jobid = scheduled[0]!.jobid;
     const deadline = Date.now() + 150_000;
     let state = { pending: ids.length, succeeded: 0 };
     while (Date.now() < deadline) {
-      const [raw] =
-        await db.sql`select count(*) filter (where status = 'pending')::int as pending from spectrum.raw_events`;
-      const [runs] =
-        await cron`select count(*) filter (where status = 'succeeded')::int as succeeded from cron.job_run_details where jobid = ${jobid}`;
+      const [raw] = await db.sql`
+        select count(*) filter (where status = 'pending')::int as pending from spectrum.raw_events`;
+      const [runs] = await cron`
+        select count(*) filter (where status = 'succeeded')::int as succeeded
+          from cron.job_run_details where jobid = ${jobid}`;
       state = { pending: raw!.pending, succeeded: runs!.succeeded };
       if (state.pending === 0 && state.succeeded > 0) break;
       await new Promise((r) => setTimeout(r, 2000));
@@ -206,8 +226,9 @@ describe('the pg_cron tick', () => {
     expect(state.succeeded).toBeGreaterThan(0);
     const statuses = await db.sql`select status from spectrum.raw_events order by id`;
     expect(statuses.map((s) => s.status)).toEqual(['done', 'failed']);
-    const [run] =
-      await db.sql`select finished_at is not null as finished, done::int, failed::int from spectrum.pipeline_runs order by run_id limit 1`;
+    const [run] = await db.sql`
+      select finished_at is not null as finished, done::int, failed::int
+        from spectrum.pipeline_runs order by run_id limit 1`;
     expect(run).toEqual({ finished: true, done: 1, failed: 1 });
   }, 180_000);
 });

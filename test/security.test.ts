@@ -4,25 +4,21 @@
  * cannot do, that PUBLIC gets nothing, how security definer routines are set up, and that a
  * role planting functions and operators in a schema on the pipeline's search_path changes
  * nothing. Roles are cluster-wide: their names carry this database's random suffix, and they
- * are dropped at the end.
+ * are dropped at the end. Each test starts from an empty raw_events.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, type Sql } from '../scripts/lib/db.ts';
 import { testDatabase, type TestDb } from './helpers/db.ts';
+import { ACCOUNT, fresh, loginRole, type Login } from './helpers/fixtures.ts';
 
 let db: TestDb;
-let tag: string;
-const logins: Record<
-  'producer' | 'operator' | 'reader' | 'nobody' | 'planter',
-  { role: string; sql: Sql }
-> = {} as never;
+const logins: Record<'producer' | 'operator' | 'reader' | 'nobody' | 'planter', Login> =
+  {} as never;
 
-const ACCOUNT = '5b0e8f2a-3c1d-4e6f-9a7b-8c9d0e1f2a3b';
 const DENIED = '42501';
 
 beforeAll(async () => {
   db = await testDatabase('security');
-  tag = db.name.slice(-8);
   const groups = {
     producer: 'spectrum_producer',
     operator: 'spectrum_operator',
@@ -30,22 +26,14 @@ beforeAll(async () => {
     nobody: null,
     planter: 'spectrum_producer',
   };
-  for (const [name, group] of Object.entries(groups) as [keyof typeof logins, string | null][]) {
-    const role = `sec_${name}_${tag}`;
-    await db.sql.unsafe(`create role ${role} login${group ? ` in role ${group}` : ''}`);
-    const url = new URL(db.url);
-    url.username = role;
-    logins[name] = { role, sql: connect(url.toString(), { max: 1 }) };
-  }
+  for (const [name, group] of Object.entries(groups) as [keyof typeof logins, string | null][])
+    logins[name] = await loginRole(db, `sec_${name}`, group);
 });
 afterAll(async () => {
-  for (const { sql } of Object.values(logins)) await sql.end();
-  for (const { role } of Object.values(logins)) {
-    await db.sql.unsafe(`drop owned by ${role}`);
-    await db.sql.unsafe(`drop role ${role}`);
-  }
+  for (const login of Object.values(logins)) await login.drop();
   await db?.drop();
 });
+beforeEach(() => fresh(db.sql));
 
 /** The statements (by text) that did not fail with SQLSTATE 42501, with what they did instead. */
 async function notDenied(sql: Sql, statements: string[]): Promise<string[]> {
@@ -60,14 +48,19 @@ async function notDenied(sql: Sql, statements: string[]): Promise<string[]> {
   return wrong;
 }
 
-/** Tables and views of the schema (not partitions), each with its first column that may be written. */
+/**
+ * Tables and views of the schema (not partitions), each with its first column that may be
+ * written.
+ */
 async function relations(kinds = ['r', 'p', 'v']) {
   const rows = await db.sql`
     select c.relname, c.relkind, (select a.attname from pg_catalog.pg_attribute a
-             where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attidentity = '' and a.attgenerated = ''
+             where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+               and a.attidentity = '' and a.attgenerated = ''
              order by a.attnum limit 1) as col
       from pg_catalog.pg_class c
-     where c.relnamespace = 'spectrum'::regnamespace and c.relkind = any(${kinds}) and not c.relispartition
+     where c.relnamespace = 'spectrum'::regnamespace and c.relkind = any(${kinds})
+       and not c.relispartition
      order by 1`;
   return rows.map((r) => ({
     name: `spectrum.${r.relname}`,
@@ -80,11 +73,15 @@ async function relations(kinds = ['r', 'p', 'v']) {
 const executable = async (role: string) =>
   (
     await db.sql`select p.proname from pg_catalog.pg_proc p
-                  where p.pronamespace = 'spectrum'::regnamespace and has_function_privilege(${role}, p.oid, 'EXECUTE')
+                  where p.pronamespace = 'spectrum'::regnamespace
+                    and has_function_privilege(${role}, p.oid, 'EXECUTE')
                   order by 1`
   ).map((r) => r.proname as string);
 
-/** Every kind of write on a table (views are not written to: PostgreSQL refuses that before checking privileges). */
+/**
+ * Every kind of write on a table (views are not written to: PostgreSQL refuses that before
+ * checking privileges).
+ */
 const everyWrite = ({ name, col }: { name: string; col: string }) => [
   `insert into ${name} (${col}) select ${col} from ${name} limit 0`,
   `update ${name} set ${col} = ${col}`,
@@ -102,14 +99,16 @@ async function copyIn(sql: Sql, statement: string, line: string) {
 describe('spectrum_producer', () => {
   it('may insert payload by INSERT and by COPY', async () => {
     const p = logins.producer.sql;
-    await p`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'by_insert', account_id: ACCOUNT })}::text::jsonb)`;
+    const payload = JSON.stringify({ event_type: 'by_insert', account_id: ACCOUNT });
+    await p`insert into spectrum.raw_events (payload) values (${payload}::text::jsonb)`;
     await copyIn(
       p,
       'copy spectrum.raw_events (payload) from stdin',
       JSON.stringify({ event_type: 'by_copy', account_id: ACCOUNT }),
     );
-    const rows =
-      await db.sql`select payload ->> 'event_type' as t, status from spectrum.raw_events where payload ->> 'event_type' like 'by_%' order by 1`;
+    const rows = await db.sql`
+      select payload ->> 'event_type' as t, status from spectrum.raw_events
+       where payload ->> 'event_type' like 'by_%' order by 1`;
     expect(rows).toEqual([
       { t: 'by_copy', status: 'pending' },
       { t: 'by_insert', status: 'pending' },
@@ -177,6 +176,7 @@ describe('spectrum_producer', () => {
 
 describe('spectrum_operator', () => {
   it('may read raw events, pipeline_status, pipeline_runs and failure_reasons', async () => {
+    await db.sql`insert into spectrum.raw_events (payload) values ('{"event_type": "x"}')`;
     const o = logins.operator.sql;
     for (const t of ['raw_events', 'pipeline_status', 'pipeline_runs', 'failure_reasons']) {
       await expect(o.unsafe(`select * from spectrum.${t} limit 1`), t).resolves.toBeDefined();
@@ -197,25 +197,28 @@ describe('spectrum_operator', () => {
     expect(row).toEqual({ status: 'pending', attempts: 0 });
     const [h] = await o`select ok from spectrum.health()`;
     expect(typeof h!.ok).toBe('boolean');
-    const [e] =
-      await o`select error_msg from spectrum.extract_event('{"event_type":"x","account_id":"abc"}')`;
+    const [e] = await o`
+      select error_msg from spectrum.extract_event('{"event_type":"x","account_id":"abc"}')`;
     expect(e!.error_msg).toBe('account_id: "abc" is not a uuid');
   });
 
-  it('may not insert, update, delete or truncate anything, nor read dimensions and facts', async () => {
-    const tables = await relations(['r', 'p']);
-    const statements = [
-      ...tables.flatMap(everyWrite),
-      `insert into spectrum.raw_events (payload) values ('{}')`,
-      ...['dim_accounts', 'dim_users', 'dim_geography', 'fact_events'].map(
-        (t) => `select * from spectrum.${t}`,
-      ),
-      'call spectrum.process_pending()',
-      'call spectrum.maintenance()',
-      'create table spectrum.planted (x int)',
-    ];
-    expect(await notDenied(logins.operator.sql, statements)).toEqual([]);
-  });
+  it(
+    'may not insert, update, delete or truncate anything, ' + 'nor read dimensions and facts',
+    async () => {
+      const tables = await relations(['r', 'p']);
+      const statements = [
+        ...tables.flatMap(everyWrite),
+        `insert into spectrum.raw_events (payload) values ('{}')`,
+        ...['dim_accounts', 'dim_users', 'dim_geography', 'fact_events'].map(
+          (t) => `select * from spectrum.${t}`,
+        ),
+        'call spectrum.process_pending()',
+        'call spectrum.maintenance()',
+        'create table spectrum.planted (x int)',
+      ];
+      expect(await notDenied(logins.operator.sql, statements)).toEqual([]);
+    },
+  );
 
   it('may execute exactly the routines an operator needs', async () => {
     expect(await executable(logins.operator.role)).toEqual(
@@ -268,18 +271,22 @@ describe('spectrum_reader', () => {
 describe('PUBLIC', () => {
   it('gives a role without membership nothing on the schema or in it', async () => {
     const role = logins.nobody.role;
-    const [schema] =
-      await db.sql`select has_schema_privilege(${role}, 'spectrum', 'USAGE') as usage, has_schema_privilege(${role}, 'spectrum', 'CREATE') as create`;
+    const [schema] = await db.sql`
+      select has_schema_privilege(${role}, 'spectrum', 'USAGE') as usage,
+             has_schema_privilege(${role}, 'spectrum', 'CREATE') as create`;
     expect(schema).toEqual({ usage: false, create: false });
     const tables = await db.sql`
       select c.oid::regclass::text as name from pg_catalog.pg_class c
        where c.relnamespace = 'spectrum'::regnamespace
-         and case when c.relkind in ('r', 'p', 'v', 'm', 'f') then has_table_privilege(${role}, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') end`;
+         and case when c.relkind in ('r', 'p', 'v', 'm', 'f')
+                  then has_table_privilege(${role}, c.oid,
+                         'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER') end`;
     expect(tables).toEqual([]);
     const sequences = await db.sql`
       select c.oid::regclass::text as name from pg_catalog.pg_class c
        where c.relnamespace = 'spectrum'::regnamespace
-         and case when c.relkind = 'S' then has_sequence_privilege(${role}, c.oid, 'USAGE, SELECT, UPDATE') end`;
+         and case when c.relkind = 'S'
+                  then has_sequence_privilege(${role}, c.oid, 'USAGE, SELECT, UPDATE') end`;
     expect(sequences).toEqual([]);
     expect(await executable(role)).toEqual([]);
   });
@@ -288,7 +295,9 @@ describe('PUBLIC', () => {
     const open = await db.sql`
       select p.oid::regprocedure::text as routine from pg_catalog.pg_proc p
        where p.pronamespace = 'spectrum'::regnamespace
-         and (p.proacl is null or exists (select from pg_catalog.aclexplode(p.proacl) a where a.grantee = 0 and a.privilege_type = 'EXECUTE'))
+         and (p.proacl is null
+              or exists (select from pg_catalog.aclexplode(p.proacl) a
+                          where a.grantee = 0 and a.privilege_type = 'EXECUTE'))
        order by 1`;
     expect(open.map((r) => r.routine)).toEqual([]);
   });
@@ -306,36 +315,44 @@ describe('PUBLIC', () => {
 });
 
 describe('security definer routines', () => {
-  it('pin search_path to trusted schemas, pg_temp last, and belong to a role without special powers', async () => {
-    const routines = await db.sql`
-      select p.oid::regprocedure::text as routine, r.rolname as owner, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication, r.rolcanlogin,
-             has_schema_privilege(r.oid, 'spectrum', 'CREATE') as owner_may_create,
-             (select substr(c, length('search_path=') + 1) from unnest(p.proconfig) c where c like 'search_path=%') as search_path
-        from pg_catalog.pg_proc p join pg_catalog.pg_roles r on r.oid = p.proowner
-       where p.pronamespace = 'spectrum'::regnamespace and p.prosecdef
-       order by 1`;
-    expect(routines.map((r) => r.routine)).toContain(
-      'spectrum.reprocess(text,uuid[],timestamp with time zone,timestamp with time zone)',
-    );
-    for (const r of routines) {
-      expect(r, r.routine).toMatchObject({
-        rolsuper: false,
-        rolcreaterole: false,
-        rolcreatedb: false,
-        rolbypassrls: false,
-        rolreplication: false,
-        rolcanlogin: false,
-        owner_may_create: false,
-      });
-      expect(r.search_path, r.routine).not.toBeNull();
-      const path = (r.search_path as string).split(',').map((s) => s.trim().replace(/^"|"$/g, ''));
-      expect(
-        path.every((s) => ['pg_catalog', 'spectrum', 'pg_temp'].includes(s)),
-        `${r.routine}: ${r.search_path}`,
-      ).toBe(true);
-      expect(path.at(-1), r.routine).toBe('pg_temp');
-    }
-  });
+  it(
+    'pin search_path to trusted schemas, pg_temp last, ' +
+      'and belong to a role without special powers',
+    async () => {
+      const routines = await db.sql`
+        select p.oid::regprocedure::text as routine, r.rolname as owner, r.rolsuper,
+               r.rolcreaterole, r.rolcreatedb, r.rolbypassrls, r.rolreplication, r.rolcanlogin,
+               has_schema_privilege(r.oid, 'spectrum', 'CREATE') as owner_may_create,
+               (select substr(c, length('search_path=') + 1)
+                  from unnest(p.proconfig) c where c like 'search_path=%') as search_path
+          from pg_catalog.pg_proc p join pg_catalog.pg_roles r on r.oid = p.proowner
+         where p.pronamespace = 'spectrum'::regnamespace and p.prosecdef
+         order by 1`;
+      expect(routines.map((r) => r.routine)).toContain(
+        'spectrum.reprocess(text,uuid[],timestamp with time zone,timestamp with time zone)',
+      );
+      for (const r of routines) {
+        expect(r, r.routine).toMatchObject({
+          rolsuper: false,
+          rolcreaterole: false,
+          rolcreatedb: false,
+          rolbypassrls: false,
+          rolreplication: false,
+          rolcanlogin: false,
+          owner_may_create: false,
+        });
+        expect(r.search_path, r.routine).not.toBeNull();
+        const path = (r.search_path as string)
+          .split(',')
+          .map((s) => s.trim().replace(/^"|"$/g, ''));
+        expect(
+          path.every((s) => ['pg_catalog', 'spectrum', 'pg_temp'].includes(s)),
+          `${r.routine}: ${r.search_path}`,
+        ).toBe(true);
+        expect(path.at(-1), r.routine).toBe('pg_temp');
+      }
+    },
+  );
 });
 
 describe('a search_path hijack', () => {
@@ -357,7 +374,8 @@ describe('a search_path hijack', () => {
         as $$ insert into public.hijacked (what) values ('||') returning 'hijacked' $$;
       create operator public.|| (leftarg = text, rightarg = integer, function = public.cat);
       create function public.agg(timestamptz[], timestamptz) returns timestamptz[] language sql
-        as $$ insert into public.hijacked (what) values ('array_agg') returning '{}'::timestamptz[] $$;
+        as $$ insert into public.hijacked (what) values ('array_agg')
+              returning '{}'::timestamptz[] $$;
       create aggregate public.array_agg(timestamptz) (sfunc = public.agg, stype = timestamptz[]);
       create function public.mod8(bigint, integer) returns bigint language sql
         as $$ insert into public.hijacked (what) values ('%') returning 0::bigint $$;
@@ -366,10 +384,15 @@ describe('a search_path hijack', () => {
         as $$ insert into public.hijacked (what) values ('/') returning 0::bigint $$;
       create operator public./ (leftarg = bigint, rightarg = integer, function = public.div8);
     `);
-    await planter.sql`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'planted', account_id: ACCOUNT, geo: { country: 'FR' } })}::text::jsonb)`;
-    await planter.sql`insert into spectrum.raw_events (payload) values (${JSON.stringify({ event_type: 'p'.repeat(300), account_id: ACCOUNT })}::text::jsonb)`;
+    for (const payload of [
+      { event_type: 'planted', account_id: ACCOUNT, geo: { country: 'FR' } },
+      { event_type: 'p'.repeat(300), account_id: ACCOUNT },
+    ])
+      await planter.sql`
+        insert into spectrum.raw_events (payload) values (${JSON.stringify(payload)}::text::jsonb)`;
 
-    // A fresh superuser session with the default search_path ("$user", public), like the pg_cron job's.
+    // A fresh superuser session with the default search_path ("$user", public), like the
+    // pg_cron job's.
     const dba = connect(db.url, { max: 1 });
     try {
       const [path] = await dba`select current_setting('search_path') as p`;
@@ -378,8 +401,10 @@ describe('a search_path hijack', () => {
       await dba`insert into spectrum.raw_events (payload) values ('{"event_type": "by the dba"}')`;
       await dba`call spectrum.maintenance()`;
       await dba`call spectrum.process_pending()`;
-      const [e] =
-        await dba`select error_msg, country from spectrum.extract_event(${JSON.stringify({ event_type: 'q'.repeat(300), account_id: ACCOUNT, geo: { country: 'DE' } })}::text::jsonb)`;
+      const long = { event_type: 'q'.repeat(300), account_id: ACCOUNT, geo: { country: 'DE' } };
+      const [e] = await dba`
+        select error_msg, country
+          from spectrum.extract_event(${JSON.stringify(long)}::text::jsonb)`;
       expect(e).toEqual({
         error_msg: 'event_type: text of 300 characters exceeds limits.maxTextLength (200)',
         country: 'DE',

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertEvents, runPipeline, testDatabase, type TestDb } from './helpers/db.ts';
+import { ACCOUNT } from './helpers/fixtures.ts';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -12,7 +13,6 @@ beforeAll(async () => {
 });
 afterAll(async () => db?.drop());
 
-const ACCOUNT = '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10';
 const places = (n: number) =>
   Array.from({ length: n }, (_, i) => ({
     event_type: 'view',

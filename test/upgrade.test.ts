@@ -12,8 +12,8 @@ import { connect, withDatabase, type Sql } from '../scripts/lib/db.ts';
 import { migrateDatabase } from '../scripts/lib/migrate.ts';
 import { projectRoot } from '../scripts/lib/paths.ts';
 import { testDatabase, insertEvents, runPipeline, type TestDb } from './helpers/db.ts';
+import { ACCOUNT } from './helpers/fixtures.ts';
 
-const ACCOUNT = '8d4a8d2c-4b1e-4f7e-9c53-0a3a3c1d2e10';
 const EVENT = '01930000-0000-7000-8000-00000000aaaa';
 const committed = join(projectRoot, 'migrations', 'committed');
 
@@ -60,7 +60,11 @@ const migrateTo = async (last: string) => {
 };
 
 describe('upgrading a database deployed before 000003', () => {
+  // The registry before the upgrade, and the registry and counts right after it (later tests
+  // process more events).
   let before: { event_id: string; raw_event_id: string }[];
+  let after: { event_id: string; raw_event_id: string }[];
+  let counts: { status: string; events: number }[];
 
   beforeAll(async () => {
     await migrateTo('000002');
@@ -72,6 +76,10 @@ describe('upgrading a database deployed before 000003', () => {
     await runPipeline(db);
     before = await db`select event_id, raw_event_id from spectrum.event_index order by event_id`;
     await migrateTo('all');
+    after = await db`select event_id, raw_event_id from spectrum.event_registry order by event_id`;
+    counts = await db`
+      select status, events::int from spectrum.pipeline_status
+       where status in ('done', 'failed') order by status`;
   });
 
   it('started from processed events in event_index', () => {
@@ -79,8 +87,6 @@ describe('upgrading a database deployed before 000003', () => {
   });
 
   it('keeps every row of event_index as event_registry, with its key renamed', async () => {
-    const after =
-      await db`select event_id, raw_event_id from spectrum.event_registry order by event_id`;
     expect(after).toEqual(before);
     const [r] = await db`
       select to_regclass('spectrum.event_index') as old_table,
@@ -97,24 +103,24 @@ describe('upgrading a database deployed before 000003', () => {
     expect(functions.map((f) => f.proname)).toEqual(['status_totals_trigger']);
     const [old] = await db`select to_regprocedure('spectrum.status_totals_track()') as f`;
     expect(old!.f).toBeNull();
-    const status = await db`
-      select status, events::int from spectrum.pipeline_status
-       where status in ('done', 'failed') order by status`;
-    expect(status).toEqual([
+    expect(counts).toEqual([
       { status: 'done', events: 2 },
       { status: 'failed', events: 1 },
     ]);
   });
 
-  it('replaces the fact of an event received again: still one fact, the newest version', async () => {
-    const [newer] = await insertEvents(db, [
-      { event_id: EVENT, event_type: 'signup_again', account_id: ACCOUNT, user_id: 'u1' },
-    ]);
-    await runPipeline(db);
-    const facts = await db`
-      select raw_event_id, event_type from spectrum.fact_events where event_id = ${EVENT}`;
-    expect(facts).toEqual([{ raw_event_id: newer, event_type: 'signup_again' }]);
-  });
+  it(
+    'replaces the fact of an event received again: ' + 'still one fact, the newest version',
+    async () => {
+      const [newer] = await insertEvents(db, [
+        { event_id: EVENT, event_type: 'signup_again', account_id: ACCOUNT, user_id: 'u1' },
+      ]);
+      await runPipeline(db);
+      const facts = await db`
+        select raw_event_id, event_type from spectrum.fact_events where event_id = ${EVENT}`;
+      expect(facts).toEqual([{ raw_event_id: newer, event_type: 'signup_again' }]);
+    },
+  );
 
   it('has maintenance take p_batch_size, and no longer p_batch', async () => {
     await db`call spectrum.maintenance(p_batch_size => 5)`;

@@ -7,7 +7,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/global-setup.ts'],
     // Each file gets its own database cloned from a migrated template, so files run in
-    // parallel; tests inside a file share that database and run in order.
+    // parallel; tests inside a file share that database, and each sets up what it reads.
     pool: 'forks',
     maxWorkers: 4,
     testTimeout: 120_000,

@@ -276,7 +276,8 @@ export const corpus: ExtractCase[] = [
   ),
   valid(
     'duplicate keys: the last one wins',
-    `{"event_type":"first","account_id":"not a uuid","event_type":"second","account_id":"${ACCOUNT}"}`,
+    '{"event_type":"first","account_id":"not a uuid",' +
+      `"event_type":"second","account_id":"${ACCOUNT}"}`,
     { event_type: 'second' },
   ),
   valid(
@@ -511,7 +512,10 @@ export const corpus: ExtractCase[] = [
   ),
 ];
 
-/** Payloads the database refuses at insert (raw_events_payload_is_object), shown by extract_event alone. */
+/**
+ * Payloads the database refuses at insert (raw_events_payload_is_object), shown by
+ * extract_event alone.
+ */
 export const notObjects: { name: string; json: string | null }[] = [
   { name: 'an array', json: '[1, 2]' },
   { name: 'a string', json: '"event"' },

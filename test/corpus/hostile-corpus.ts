@@ -100,7 +100,11 @@ export function hostileCases(): HostileCase[] {
       name: `injection ${i + 1} in the typed fields fails naming each`,
       json: json({ event_id: s, event_type: 'x', account_id: s, timestamp: s }),
       expect: {
-        error: `event_id: ${cut(s)} is not a uuid; account_id: ${cut(s)} is not a uuid; timestamp: ${cut(s)} is not an ISO-8601 timestamp`,
+        error: [
+          `event_id: ${cut(s)} is not a uuid`,
+          `account_id: ${cut(s)} is not a uuid`,
+          `timestamp: ${cut(s)} is not an ISO-8601 timestamp`,
+        ].join('; '),
       },
     })),
     {
@@ -125,12 +129,16 @@ export function hostileCases(): HostileCase[] {
     },
     {
       name: 'properties nested 2,000 deep',
-      json: `{"event_type":"deep","account_id":"${ACCOUNT}","properties":${nested(2000, '{"a":', '1', '}')}}`,
+      json:
+        `{"event_type":"deep","account_id":"${ACCOUNT}",` +
+        `"properties":${nested(2000, '{"a":', '1', '}')}}`,
       expect: { done: true },
     },
     {
       name: 'arrays nested 10,000 deep in properties',
-      json: `{"event_type":"deep","account_id":"${ACCOUNT}","properties":{"a":${nested(10_000, '[', '', ']')}}}`,
+      json:
+        `{"event_type":"deep","account_id":"${ACCOUNT}",` +
+        `"properties":{"a":${nested(10_000, '[', '', ']')}}}`,
       expect: { done: true },
     },
     {
@@ -140,14 +148,18 @@ export function hostileCases(): HostileCase[] {
     },
     {
       name: 'geo nested 2,000 deep fails with a short excerpt',
-      json: `{"event_type":"x","account_id":"${ACCOUNT}","geo":{"country":${nested(2000, '{"a":', 'null', '}')}}}`,
+      json:
+        `{"event_type":"x","account_id":"${ACCOUNT}",` +
+        `"geo":{"country":${nested(2000, '{"a":', 'null', '}')}}}`,
       expect: {
         error: `geo.country: ${excerpt(nested(2000, '{"a": ', 'null', '}'))} is not a string`,
       },
     },
     {
       name: '20,000 keys in properties',
-      json: `{"event_type":"many","account_id":"${ACCOUNT}","properties":${keys(20_000, (i) => String(i))}}`,
+      json:
+        `{"event_type":"many","account_id":"${ACCOUNT}",` +
+        `"properties":${keys(20_000, (i) => String(i))}}`,
       expect: { done: true },
     },
     {
@@ -198,7 +210,9 @@ export function hostileCases(): HostileCase[] {
     },
     {
       name: 'an event_type of huge numbers fails without writing them out',
-      json: `{"event_type":[${Array(20_000).fill('1e131071').join(',')}],"account_id":"${ACCOUNT}"}`,
+      json:
+        `{"event_type":[${Array(20_000).fill('1e131071').join(',')}],` +
+        `"account_id":"${ACCOUNT}"}`,
       expect: { error: `event_type: ${excerpt(`[1${'0'.repeat(131_071)}, 1`)} is not a string` },
     },
     {
@@ -229,10 +243,19 @@ export function hostileCases(): HostileCase[] {
     },
     {
       name: 'numbers where strings are expected',
-      json: `{"event_type":1,"account_id":2,"event_id":3,"user_id":4,"timestamp":1.5,"geo":{"country":1,"region":2.5,"city":-0}}`,
+      json:
+        '{"event_type":1,"account_id":2,"event_id":3,"user_id":4,"timestamp":1.5,' +
+        '"geo":{"country":1,"region":2.5,"city":-0}}',
       expect: {
-        error:
-          'event_id: 3 is not a uuid; event_type: 1 is not a string; account_id: 2 is not a uuid; timestamp: 1.5 is not an ISO-8601 timestamp; geo.country: 1 is not a string; geo.region: 2.5 is not a string; geo.city: 0 is not a string',
+        error: [
+          'event_id: 3 is not a uuid',
+          'event_type: 1 is not a string',
+          'account_id: 2 is not a uuid',
+          'timestamp: 1.5 is not an ISO-8601 timestamp',
+          'geo.country: 1 is not a string',
+          'geo.region: 2.5 is not a string',
+          'geo.city: 0 is not a string',
+        ].join('; '),
       },
     },
     {
@@ -253,7 +276,13 @@ export function hostileCases(): HostileCase[] {
         timestamp: { at: 'now' },
       }),
       expect: {
-        error: `event_id: {} is not a uuid; event_type: true is not a string; account_id: ${cut([ACCOUNT])} is not a uuid; user_id: [] is not a string or number; timestamp: {"at": "now"} is not an ISO-8601 timestamp`,
+        error: [
+          'event_id: {} is not a uuid',
+          'event_type: true is not a string',
+          `account_id: ${cut([ACCOUNT])} is not a uuid`,
+          'user_id: [] is not a string or number',
+          'timestamp: {"at": "now"} is not an ISO-8601 timestamp',
+        ].join('; '),
       },
     },
     {
@@ -295,7 +324,9 @@ export function hostileCases(): HostileCase[] {
     },
     {
       name: '20,000 duplicates of one property key',
-      json: `{"event_type":"x","account_id":"${ACCOUNT}","properties":{${Array.from({ length: 20_000 }, (_, i) => `"k":${i}`).join(',')}}}`,
+      json:
+        `{"event_type":"x","account_id":"${ACCOUNT}",` +
+        `"properties":{${Array.from({ length: 20_000 }, (_, i) => `"k":${i}`).join(',')}}}`,
       expect: { done: true },
     },
     {
@@ -330,7 +361,9 @@ export const refusedAtInsert: { name: string; json: string; code: string }[] = [
   },
   {
     name: 'nesting 100,000 deep',
-    json: `{"event_type":"x","account_id":"${ACCOUNT}","properties":{"a":${nested(100_000, '[', '', ']')}}}`,
+    json:
+      `{"event_type":"x","account_id":"${ACCOUNT}",` +
+      `"properties":{"a":${nested(100_000, '[', '', ']')}}}`,
     code: '54001',
   },
   { name: 'not JSON at all', json: `{"event_type": 'x'}`, code: '22P02' },

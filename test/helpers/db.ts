@@ -14,7 +14,8 @@ export interface TestDb {
 
 export async function testDatabase(label = 't'): Promise<TestDb> {
   const { adminUrl, template } = inject('pg');
-  const name = `${label.replace(/[^a-z0-9_]/g, '_').slice(0, 30)}_${randomBytes(4).toString('hex')}`;
+  const prefix = label.replace(/[^a-z0-9_]/g, '_').slice(0, 30);
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
   const admin = connect(adminUrl, { max: 1 });
   for (let attempt = 0; ; attempt++) {
     try {

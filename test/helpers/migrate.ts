@@ -1,4 +1,5 @@
-/* Migrates a database as the suite's template is: committed migrations plus the uncommitted plan. */
+/* Migrates a database as the suite's template is: committed migrations, then the uncommitted
+ * plan. */
 import { migrateWorkingTree } from '../../scripts/lib/migrate.ts';
 
 export const migrateForTests = (url: string, opts: { schedule?: boolean } = {}) =>

@@ -28,7 +28,8 @@ export default async function setup(project: TestProject) {
   await migrateForTests(templateUrl);
   await admin.end();
   console.log(
-    `test server: ${server.kind} (${server.adminUrl}), template migrated in ${Date.now() - started} ms`,
+    `test server: ${server.kind} (${server.adminUrl}), ` +
+      `template migrated in ${Date.now() - started} ms`,
   );
   project.provide('pg', { adminUrl: server.adminUrl, template, kind: server.kind });
   return async () => {

@@ -55,9 +55,10 @@ async function containerServer(): Promise<TestServer> {
     ])
     .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
     .start();
+  const address = `${container.getHost()}:${container.getMappedPort(5432)}`;
   return {
     kind: 'container',
-    adminUrl: `postgres://postgres@${container.getHost()}:${container.getMappedPort(5432)}/postgres`,
+    adminUrl: `postgres://postgres@${address}/postgres`,
     stop: async () => void (await container.stop()),
   };
 }
