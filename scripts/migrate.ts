@@ -8,7 +8,8 @@ import { migrateDatabase } from './lib/migrate.ts';
 const url = process.env.DATABASE_URL;
 if (process.argv.length > 2) {
   console.error(
-    `npm run migrate takes no arguments (got ${process.argv.slice(2).join(' ')}): set DATABASE_URL instead, e.g. DATABASE_URL=postgres://user@host:5432/db npm run migrate`,
+    `npm run migrate takes no arguments (got ${process.argv.slice(2).join(' ')}): set ` +
+      `DATABASE_URL instead, e.g. DATABASE_URL=postgres://user@host:5432/db npm run migrate`,
   );
   process.exit(2);
 }

@@ -17,7 +17,8 @@ function port(): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1024 || n > 65535) {
     console.error(
-      `SPECTRUM_PORT=${raw} is not a usable port: give a number from 1024 to 65535, e.g. SPECTRUM_PORT=54329 npm start`,
+      `SPECTRUM_PORT=${raw} is not a usable port: give a number from 1024 to 65535, e.g. ` +
+        `SPECTRUM_PORT=54329 npm start`,
     );
     process.exit(2);
   }
@@ -27,7 +28,8 @@ function port(): number {
 async function main() {
   if (process.argv.length > 2) {
     console.error(
-      `npm start takes no arguments (got ${process.argv.slice(2).join(' ')}); set SPECTRUM_PORT or SPECTRUM_PGDATA instead`,
+      `npm start takes no arguments (got ${process.argv.slice(2).join(' ')}); set SPECTRUM_PORT ` +
+        `or SPECTRUM_PGDATA instead`,
     );
     process.exit(2);
   }
@@ -61,13 +63,14 @@ async function main() {
         geo: { country: 33 },
       },
     );
-    await sql`insert into spectrum.raw_events ${sql(demo.map((payload) => ({ payload: sql.json(payload as never) })))}`;
+    await sql`insert into spectrum.raw_events
+        ${sql(demo.map((payload) => ({ payload: sql.json(payload as never) })))}`;
     console.log(`loaded ${demo.length} demo events (some malformed) into spectrum.raw_events`);
     await sql`call spectrum.process_pending()`;
     console.log('ran one tick: CALL spectrum.process_pending()\n');
     console.log(table(await sql`select * from spectrum.pipeline_status`));
-    const failed =
-      await sql`select id, error_msg from spectrum.raw_events where status = 'failed' order by processed_at desc limit 5`;
+    const failed = await sql`select id, error_msg from spectrum.raw_events where status = 'failed'
+                  order by processed_at desc limit 5`;
     console.log(`\nsome failed events:\n${table(failed)}`);
     console.log(`\nconnect: psql ${url}`);
     console.log('stop:    npm stop');

@@ -22,10 +22,13 @@ export class BenchUsageError extends Error {
   override name = 'BenchUsageError';
 }
 
-export const USAGE = `usage: npm run bench -- [--events N] [--status-rows N] [--rounds N] [--batch-size N] [--pgbench-seconds N] [--out FILE]
+export const USAGE = `usage: npm run bench -- [--events N] [--status-rows N] [--rounds N]
+                        [--batch-size N] [--pgbench-seconds N] [--out FILE]
   --events N           raw events per contender (default 100000, at most 1000000)
-  --status-rows N      raw rows for the pipeline_status latency test (default 0 = skip; 10000000 takes minutes)
-  --rounds N           repetitions of each timed contender, median shown (default 3; 1 when --events > 300000); COPY runs 3 times as many
+  --status-rows N      raw rows for the pipeline_status latency test
+                       (default 0 = skip; 10000000 takes minutes)
+  --rounds N           repetitions of each timed contender, median shown
+                       (default 3; 1 when --events > 300000); COPY runs 3 times as many
   --batch-size N       rows per batch for process_pending and the references (default 20000)
   --pgbench-seconds N  seconds of 8-client single-row INSERTs (default 10; 0 skips)
   --out FILE           the markdown results file (default bench-results/latest.md)`;
@@ -47,7 +50,8 @@ function integer(flag: string, raw: string | undefined): number {
     throw new BenchUsageError(`${flag} needs a value: e.g. npm run bench -- ${flag} ${example}`);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min || n > max)
     throw new BenchUsageError(
-      `${flag} ${raw} is not a whole number from ${min} to ${max}: e.g. npm run bench -- ${flag} ${example}`,
+      `${flag} ${raw} is not a whole number from ${min} to ${max}: e.g. npm run bench -- ${flag} ` +
+        `${example}`,
     );
   return n;
 }
@@ -63,7 +67,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     if (flag === '--help' || flag === '-h') throw new BenchUsageError('help');
     if (!(flag in LIMITS) && flag !== '--out')
       throw new BenchUsageError(
-        `unknown argument ${JSON.stringify(argv[i])}: the options are --events, --status-rows, --rounds, --batch-size, --pgbench-seconds, --out`,
+        `unknown argument ${JSON.stringify(argv[i])}: the options are --events, --status-rows, ` +
+          `--rounds, --batch-size, --pgbench-seconds, --out`,
       );
     if (seen.has(flag)) throw new BenchUsageError(`${flag} is given twice: give it once`);
     seen.set(flag, value);

@@ -17,7 +17,10 @@ export interface Dataset {
   bytes: number;
 }
 
-/** The shape the issue asks for: 2,000 accounts, 100,000 users, 500 places, 20 types, 30% without geo, a few retries. */
+/**
+ * The shape the issue asks for: 2,000 accounts, 100,000 users, 500 places, 20 types, 30% without
+ * geo, a few retries.
+ */
 export function makeDataset(
   label: string,
   events: number,

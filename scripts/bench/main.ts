@@ -31,14 +31,18 @@ import { measureStatus, type StatusResult } from './status.ts';
 
 const log = (line: string) => console.log(line);
 
-/** A template database: migrated, the bench schema, the fact partitions the data needs, the events loaded and vacuumed. */
+/**
+ * A template database: migrated, the bench schema, the fact partitions the data needs, the events
+ * loaded and vacuumed.
+ */
 async function loadedTemplate(server: BenchServer, name: string, data: Dataset): Promise<void> {
   const url = await migratedDatabase(server, name);
   const sql = connect(url, { max: 1 });
   try {
     await sql.unsafe(BENCH_SCHEMA + REFERENCE_SCHEMA + NAIVE_SCHEMA);
     // The maintenance job creates partitions ahead of time; the same for every contender.
-    await sql`select spectrum.ensure_fact_partitions(array[date_trunc('month', now() - interval '8 days'), date_trunc('month', now())])`;
+    await sql`select spectrum.ensure_fact_partitions(
+                array[date_trunc('month', now() - interval '8 days'), date_trunc('month', now())])`;
     await copyPayloads(sql, 'spectrum.raw_events', data);
     // Only raw_events: analyzing the empty dimensions would record them as empty (reltuples 0)
     // and make the foreign-key checks' cached plans seq scans, which no real deployment has.
@@ -54,7 +58,8 @@ const NAIVE = 'naive loop (savepoint per event)';
 const NAIVE_GUARDED = 'naive loop, widen-only dimension upserts';
 
 function contenders(a: BenchArgs): Contender[] {
-  const pipeline = `call spectrum.process_pending(p_batch_size => ${a.batchSize}, p_time_budget => '1 hour')`;
+  const pipeline =
+    `call spectrum.process_pending(p_batch_size => ${a.batchSize}, ` + `p_time_budget => '1 hour')`;
   return [
     {
       name: 'process_pending',
@@ -150,7 +155,9 @@ async function main() {
     const valid = makeDataset('all valid', args.events, 0);
     const malformed = makeDataset('1% malformed', args.events, 0.01);
     log(
-      `generated 2 x ${args.events.toLocaleString('en-US')} events (${(malformed.bytes / args.events).toFixed(0)} bytes of JSON each) in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+      `generated 2 x ${args.events.toLocaleString('en-US')} events ` +
+        `(${(malformed.bytes / args.events).toFixed(0)} bytes of JSON each) in ` +
+        `${((performance.now() - t) / 1000).toFixed(1)} s`,
     );
 
     t = performance.now();
@@ -164,7 +171,8 @@ async function main() {
     // machine's drift of a few seconds would otherwise decide a 10% margin.
     const copyRounds = 3 * args.rounds;
     log(
-      `templates loaded in ${((performance.now() - t) / 1000).toFixed(1)} s; measuring COPY (${copyRounds} rounds)`,
+      `templates loaded in ${((performance.now() - t) / 1000).toFixed(1)} s; measuring COPY ` +
+        `(${copyRounds} rounds)`,
     );
 
     const copies = await measureCopy(server, 'bench_producer', malformed, copyRounds);
@@ -175,7 +183,8 @@ async function main() {
       for (let round = 0; round < args.rounds; round++) {
         for (const table of round % 2 ? [...tables].reverse() : tables) {
           log(
-            `pgbench, round ${round + 1}: 8 clients inserting single rows into ${table} for ${args.pgbenchSeconds} s`,
+            `pgbench, round ${round + 1}: 8 clients inserting single rows into ${table} for ` +
+              `${args.pgbenchSeconds} s`,
           );
           pgbench.set(table, [
             ...(pgbench.get(table) ?? []),
@@ -194,7 +203,9 @@ async function main() {
         const run = await runContender(server, c);
         runs.get(c.name)!.push(run);
         log(
-          `  round ${round + 1}: ${c.name}: ${c.events.toLocaleString('en-US')} events in ${run.seconds.toFixed(2)} s (${Math.round(c.events / run.seconds).toLocaleString('en-US')}/s)`,
+          `  round ${round + 1}: ${c.name}: ${c.events.toLocaleString('en-US')} events in ` +
+            `${run.seconds.toFixed(2)} s ` +
+            `(${Math.round(c.events / run.seconds).toLocaleString('en-US')}/s)`,
         );
       }
     }
@@ -225,7 +236,9 @@ async function main() {
       seconds: median(copyKeyed.seconds),
       rate: args.events / median(copyKeyed.seconds),
       spread: spread(copyKeyed.seconds),
-      ratio: `${(median(copyBare.seconds) / median(copyKeyed.seconds)).toFixed(2)}x bare COPY (for information)`,
+      ratio:
+        `${(median(copyBare.seconds) / median(copyKeyed.seconds)).toFixed(2)}x bare COPY ` +
+        '(for information)',
     });
     rows.push({
       contender: 'COPY into spectrum.raw_events',
@@ -242,7 +255,9 @@ async function main() {
         events: median(ps.map((p) => p.transactions)),
         seconds: args.pgbenchSeconds,
         rate: median(tps),
-        spread: `${Math.round(Math.min(...tps)).toLocaleString('en-US')}–${Math.round(Math.max(...tps)).toLocaleString('en-US')} tps`,
+        spread:
+          `${Math.round(Math.min(...tps)).toLocaleString('en-US')}–` +
+          `${Math.round(Math.max(...tps)).toLocaleString('en-US')} tps`,
       });
     }
     for (const c of all) {
@@ -293,11 +308,15 @@ async function main() {
     });
     if (status)
       rows.push({
-        contender: `SELECT * FROM spectrum.pipeline_status, ${status.rows.toLocaleString('en-US')} raw rows (median of ${status.runsMs.length})`,
+        contender:
+          `SELECT * FROM spectrum.pipeline_status, ${status.rows.toLocaleString('en-US')} ` +
+          `raw rows (median of ${status.runsMs.length})`,
         events: null,
         seconds: null,
         rate: null,
-        spread: `${Math.min(...status.runsMs).toFixed(1)}–${Math.max(...status.runsMs).toFixed(1)} ms`,
+        spread:
+          `${Math.min(...status.runsMs).toFixed(1)}–` +
+          `${Math.max(...status.runsMs).toFixed(1)} ms`,
         ratio: `${status.medianMs.toFixed(1)} ms (target < 50 ms)`,
         result: status.medianMs < 50 ? 'PASS' : 'MISS',
       });
@@ -343,11 +362,17 @@ async function main() {
     const problems = checkSameWork(all.map((c) => last(c.name)));
     const o = last('process_pending').outcome;
     const notes = [
-      `process_pending outcome: ${o.done} done, ${o.failed} failed, ${o.facts} facts, ${o.accounts} accounts, ${o.users} users, ${o.places} places; ${problems.length ? problems.join('; ') : 'the references did the same work'}.`,
-      `Each contender ran ${args.rounds} time(s) on a fresh clone of the same loaded database, contenders interleaved; seconds is the median. Batch size ${args.batchSize}. Partitions created ahead (as the maintenance job does). Autovacuum off during the run.`,
+      `process_pending outcome: ${o.done} done, ${o.failed} failed, ${o.facts} facts, ` +
+        `${o.accounts} accounts, ${o.users} users, ${o.places} places; ` +
+        `${problems.length ? problems.join('; ') : 'the references did the same work'}.`,
+      `Each contender ran ${args.rounds} time(s) on a fresh clone of the same loaded database, ` +
+        `contenders interleaved; seconds is the median. Batch size ${args.batchSize}. Partitions ` +
+        `created ahead (as the maintenance job does). Autovacuum off during the run.`,
       ...(status
         ? [
-            `pipeline_status: ${status.pending} pending, ${status.failed} failed, the rest done; loaded in ${status.loadSeconds.toFixed(0)} s; server-side execution ${status.serverMs.toFixed(1)} ms.`,
+            `pipeline_status: ${status.pending} pending, ${status.failed} failed, the rest done; ` +
+              `loaded in ${status.loadSeconds.toFixed(0)} s; server-side execution ` +
+              `${status.serverMs.toFixed(1)} ms.`,
           ]
         : []),
     ];

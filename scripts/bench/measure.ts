@@ -50,7 +50,8 @@ async function outcome(sql: Sql): Promise<Outcome> {
     select count(*) filter (where status = 'done') as done,
            count(*) filter (where status = 'failed') as failed,
            count(*) filter (where status in ('pending', 'processing')) as pending,
-           (select count(*) from spectrum.fact_events) + (select count(*) from bench.fact_bare) as facts,
+           (select count(*) from spectrum.fact_events) + (select count(*) from bench.fact_bare)
+             as facts,
            (select count(*) from spectrum.dim_accounts) as accounts,
            (select count(*) from spectrum.dim_users) as users,
            (select count(*) from spectrum.dim_geography) as places
@@ -69,10 +70,13 @@ async function outcome(sql: Sql): Promise<Outcome> {
 export async function tableSizes(sql: Sql): Promise<Record<string, number>> {
   const rows = await sql<{ name: string; bytes: string }[]>`
     select t.name,
-           case when c.relkind = 'p' then (select sum(pg_total_relation_size(p.relid)) from pg_partition_tree(c.oid) p)
+           case when c.relkind = 'p'
+             then (select sum(pg_total_relation_size(p.relid)) from pg_partition_tree(c.oid) p)
                 else pg_total_relation_size(c.oid) end as bytes
-      from (values ('raw_events'), ('fact_events'), ('event_registry'), ('fact_bare'), ('raw_bare'), ('raw_bare_pk')) t(name)
-      join pg_class c on c.oid = coalesce(to_regclass('spectrum.' || t.name), to_regclass('bench.' || t.name))`;
+      from (values ('raw_events'), ('fact_events'), ('event_registry'), ('fact_bare'), ('raw_bare'),
+          ('raw_bare_pk')) t(name)
+      join pg_class c on c.oid = coalesce(to_regclass('spectrum.' || t.name),
+                                 to_regclass('bench.' || t.name))`;
   return Object.fromEntries(rows.map((r) => [r.name, num(r.bytes)]));
 }
 

@@ -89,7 +89,8 @@ export function measurePgbench(
     // pgbench variables: a different account per insert, like many producers at once.
     writeFileSync(
       script,
-      `\\set a random(1, 2000)\ninsert into ${table} (payload) values (jsonb_set('${PAYLOAD}'::jsonb, '{user_id}', to_jsonb('user-' || :a)));\n`,
+      `\\set a random(1, 2000)\ninsert into ${table} (payload) values ` +
+        `(jsonb_set('${PAYLOAD}'::jsonb, '{user_id}', to_jsonb('user-' || :a)));\n`,
     );
     const r = spawnSync(
       join(PG_BIN, 'pgbench'),
@@ -117,7 +118,8 @@ export function measurePgbench(
     const done = /number of transactions actually processed: (\d+)/.exec(r.stdout);
     if (r.status !== 0 || !tps || !done)
       throw new Error(
-        `pgbench failed (status ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+        `pgbench failed (status ${r.status}): ` +
+          `${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
       );
     return { table, clients, seconds, transactions: Number(done[1]), tps: Number(tps[1]) };
   } finally {

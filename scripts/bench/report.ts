@@ -168,7 +168,9 @@ export function markdownReport(p: {
     '# Benchmark results',
     '',
     `\`${p.command}\` on ${m.date}, commit ${m.commit}.`,
-    `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.postgres}; load average ${m.loadStart} at the start, ${m.loadEnd} at the end (the machine is shared: see the runs column for the spread).`,
+    `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.postgres}; load ` +
+      `average ${m.loadStart} at the start, ${m.loadEnd} at the end (the machine is shared: see ` +
+      `the runs column for the spread).`,
     '',
     resultsTable(p.results, true),
     '',

@@ -51,7 +51,8 @@ export async function startBenchServer(log: (line: string) => void): Promise<Ben
     const admin = connect(cluster.url('postgres'), { max: 1 });
     await admin`create extension if not exists pg_stat_statements`;
     log(
-      `benchmark cluster: 127.0.0.1:${cluster.port}, data in ${cluster.dataDir} (removed at the end)`,
+      `benchmark cluster: 127.0.0.1:${cluster.port}, data in ${cluster.dataDir} (removed at the ` +
+        `end)`,
     );
     return { cluster, admin, stop: cluster.remove };
   } catch (e) {
@@ -60,7 +61,10 @@ export async function startBenchServer(log: (line: string) => void): Promise<Ben
   }
 }
 
-/** Creates a database with the pipeline migrated into it, plus migrations/current.sql (work in progress). */
+/**
+ * Creates a database with the pipeline migrated into it, plus migrations/current.sql (work in
+ * progress).
+ */
 export async function migratedDatabase(server: BenchServer, name: string): Promise<string> {
   await server.admin.unsafe(`drop database if exists ${name} with (force)`);
   await server.admin.unsafe(`create database ${name}`);
@@ -69,7 +73,9 @@ export async function migratedDatabase(server: BenchServer, name: string): Promi
   return url;
 }
 
-/** A fresh copy of a loaded template database, so that every contender starts from the same state. */
+/**
+ * A fresh copy of a loaded template database, so that every contender starts from the same state.
+ */
 export async function cloneDatabase(
   server: BenchServer,
   template: string,

@@ -38,18 +38,23 @@ export async function measureStatus(
     for (let from = 1; from <= rows; from += SLICE) {
       const to = Math.min(rows, from + SLICE - 1);
       await sql`
-        insert into spectrum.raw_events (id, payload, received_at, status, processed_at, error_msg, attempts)
+        insert into spectrum.raw_events (id, payload, received_at, status, processed_at, error_msg,
+            attempts)
         select spectrum.uuid_v7(at), jsonb_build_object('event_type', 'event_type_' || g % 20,
-                 'account_id', md5((g % 2000)::text)::uuid, 'properties', jsonb_build_object('p0', g)),
+                 'account_id', md5((g % 2000)::text)::uuid, 'properties',
+                 jsonb_build_object('p0', g)),
                at,
-               case when g <= ${done} then 'done' when g <= ${done + failed} then 'failed' else 'pending' end,
+               case when g <= ${done} then 'done' when g <= ${done + failed} then 'failed'
+                    else 'pending' end,
                case when g <= ${done + failed} then at + interval '1 minute' end,
-               case when g > ${done} and g <= ${done + failed} then 'account_id: "x" is not a uuid' end,
+               case when g > ${done} and g <= ${done + failed}
+                    then 'account_id: "x" is not a uuid' end,
                case when g <= ${done + failed} then 1 else 0 end
           from generate_series(${from}::bigint, ${to}::bigint) g,
                lateral (select now() - make_interval(secs => (${rows} - g) / 100.0) as at) t`;
       log(
-        `  pipeline_status: ${to.toLocaleString('en-US')} of ${rows.toLocaleString('en-US')} rows loaded`,
+        `  pipeline_status: ${to.toLocaleString('en-US')} of ${rows.toLocaleString('en-US')} ` +
+          `rows loaded`,
       );
     }
     const [recount] =
@@ -65,7 +70,8 @@ export async function measureStatus(
     const counts = Object.fromEntries(view.map((r) => [r.status, Number(r.events)]));
     if (counts.done !== done || counts.pending !== pending || counts.failed !== failed)
       throw new Error(
-        `pipeline_status counts ${JSON.stringify(counts)} differ from the rows loaded (done ${done}, pending ${pending}, failed ${failed})`,
+        `pipeline_status counts ${JSON.stringify(counts)} differ from the rows loaded (done ` +
+          `${done}, pending ${pending}, failed ${failed})`,
       );
 
     const runsMs: number[] = [];

@@ -177,7 +177,8 @@ function init(opts: ClusterOptions) {
     if (blocked) {
       throw new ClusterError(
         'data_dir_unreachable',
-        `the server runs as postgres, which cannot enter ${blocked}: run \`chmod o+x ${blocked}\` or set SPECTRUM_PGDATA to a directory under /var/tmp`,
+        `the server runs as postgres, which cannot enter ${blocked}: run \`chmod o+x ` +
+          `${blocked}\` or set SPECTRUM_PGDATA to a directory under /var/tmp`,
       );
     }
     const pw = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim();
@@ -238,7 +239,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     if (owner !== pg && isInitialised(dataDir))
       throw new ClusterError(
         'data_dir_foreign',
-        `${dataDir} belongs to uid ${owner}, not postgres: remove it (\`rm -rf ${dataDir}\`) or set SPECTRUM_PGDATA`,
+        `${dataDir} belongs to uid ${owner}, not postgres: remove it (\`rm -rf ${dataDir}\`) or ` +
+          `set SPECTRUM_PGDATA`,
       );
   } else if (
     existsSync(dataDir) &&

@@ -35,7 +35,14 @@ export function rng(seed: number) {
 /** A stable uuid (v4 layout) derived from a label. */
 export function uuidFrom(label: string): string {
   const h = createHash('md5').update(label).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  const [a, b, c, d, e] = [
+    h.slice(0, 8),
+    h.slice(8, 12),
+    h.slice(13, 16),
+    h.slice(17, 20),
+    h.slice(20, 32),
+  ];
+  return `${a}-${b}-4${c}-a${d}-${e}`;
 }
 
 const COUNTRIES = ['FR', 'DE', 'US', 'BR', 'JP', 'IN', 'NG', 'GB', 'ES', 'CA'];

@@ -30,7 +30,8 @@ async function ensureCronExtension(url: string, log: (l: string) => void) {
       if (r!.superuser) await sql`create extension if not exists pg_cron`;
       else
         log(
-          'pg_cron is preloaded for this database but not created: a superuser must run CREATE EXTENSION pg_cron',
+          'pg_cron is preloaded for this database but not created: a superuser must run CREATE ' +
+            'EXTENSION pg_cron',
         );
     }
   } finally {

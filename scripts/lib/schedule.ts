@@ -55,16 +55,20 @@ export async function applySchedule(
     const home = await cronHome(sql);
     if (!home) {
       log(
-        `pg_cron is not installed in this cluster: jobs not scheduled (install postgresql-15-cron and preload it, or run CALL spectrum.process_pending() from another scheduler)`,
+        'pg_cron is not installed in this cluster: jobs not scheduled (install ' +
+          'postgresql-15-cron and preload it, or run CALL spectrum.process_pending() ' +
+          'from another scheduler)',
       );
       return 'no-cron';
     }
     cron = home.database === target ? sql : connect(withDatabase(url, home.database), { max: 1 });
     const [ext] =
-      await cron`select exists (select from pg_catalog.pg_extension where extname = 'pg_cron') as ok`;
+      await cron`select exists (select from pg_catalog.pg_extension where extname = 'pg_cron')
+                    as ok`;
     if (!ext!.ok) {
       log(
-        `pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ${home.database}: jobs not scheduled`,
+        `pg_cron is preloaded but CREATE EXTENSION pg_cron has not been run in database ` +
+          `${home.database}: jobs not scheduled`,
       );
       return 'no-cron';
     }
@@ -79,7 +83,8 @@ export async function applySchedule(
         live: boolean;
       }[]
     >`
-      select j.jobid, j.jobname, j.schedule, j.command, j.database, j.username = current_user as mine,
+      select j.jobid, j.jobname, j.schedule, j.command, j.database,
+             j.username = current_user as mine,
              exists (select from pg_catalog.pg_database d where d.datname = j.database) as live
         from cron.job j
        where j.jobname like 'spectrum.%'`;
@@ -90,17 +95,23 @@ export async function applySchedule(
       const elsewhere = all.find((e) => e.jobname === job.name && e.database !== target && e.mine);
       if (have && have.schedule === job.schedule && have.command === job.command) continue;
       if (have) {
-        await cron`select cron.alter_job(${have.jobid}::bigint, schedule => ${job.schedule}, command => ${job.command})`;
+        await cron`select cron.alter_job(${have.jobid}::bigint,
+                                 schedule => ${job.schedule}, command => ${job.command})`;
       } else if (elsewhere?.live) {
         log(
-          `${job.name} not scheduled in database ${target}: this user's job of that name runs database ${elsewhere.database} ` +
-            `(pg_cron keeps one job per name and user); apply the schedule as another user to run both`,
+          `${job.name} not scheduled in database ${target}: this user's job of that name runs ` +
+            `database ${elsewhere.database} ` +
+            `(pg_cron keeps one job per name and user); apply the schedule as another user to ` +
+            `run both`,
         );
         continue;
       } else if (elsewhere) {
-        await cron`select cron.alter_job(${elsewhere.jobid}::bigint, schedule => ${job.schedule}, command => ${job.command}, database => ${target})`;
+        await cron`select cron.alter_job(${elsewhere.jobid}::bigint,
+                                 schedule => ${job.schedule}, command => ${job.command},
+                                 database => ${target})`;
       } else {
-        await cron`select cron.schedule_in_database(${job.name}, ${job.schedule}, ${job.command}, ${target})`;
+        await cron`select cron.schedule_in_database(${job.name}, ${job.schedule},
+                                                ${job.command}, ${target})`;
       }
       log(`scheduled ${job.name} (${job.schedule}) in database ${target}`);
     }
