@@ -100,6 +100,7 @@ describe('a small run', () => {
         'COPY into spectrum.raw_events',
         'process_pending vs plain-SQL reference',
         'process_pending vs naive loop',
+        'process_pending, 2 workers vs 1',
         'process_pending, 1% malformed vs all valid',
       ])
         expect(md).toContain(`| ${row} |`);

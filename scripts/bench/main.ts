@@ -8,7 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { connect } from '../lib/db.ts';
+import { connect, type Sql } from '../lib/db.ts';
 import { projectRoot } from '../lib/paths.ts';
 import { BenchUsageError, parseArgs, USAGE, type BenchArgs } from './args.ts';
 import { copyPayloads, makeDataset, type Dataset } from './load.ts';
@@ -56,6 +56,17 @@ const REFERENCE = 'plain-SQL reference';
 const REFERENCE_X = 'plain-SQL reference + event-level exactly-once';
 const NAIVE = 'naive loop (savepoint per event)';
 const NAIVE_GUARDED = 'naive loop, widen-only dimension upserts';
+const TWO_WORKERS = 'process_pending, 2 workers';
+
+/** `statement` on `workers` connections at once, as the schedule's workers run it. */
+async function concurrently(sql: Sql, url: string, workers: number, statement: string) {
+  const others = Array.from({ length: workers - 1 }, () => connect(url, { max: 1 }));
+  try {
+    await Promise.all([sql, ...others].map((s) => s.unsafe(statement)));
+  } finally {
+    await Promise.all(others.map((o) => o.end()));
+  }
+}
 
 function contenders(a: BenchArgs): Contender[] {
   const pipeline =
@@ -66,6 +77,12 @@ function contenders(a: BenchArgs): Contender[] {
       template: 'bench_t1',
       events: a.events,
       run: (sql) => sql.unsafe(pipeline),
+    },
+    {
+      name: TWO_WORKERS,
+      template: 'bench_t1',
+      events: a.events,
+      run: (sql, url) => concurrently(sql, url, 2, pipeline),
     },
     {
       name: REFERENCE,
@@ -113,7 +130,7 @@ function checkSameWork(runs: Run[]): string[] {
   const byName = (n: string) => runs.find((r) => r.contender === n)?.outcome;
   const base = byName('process_pending');
   const problems: string[] = [];
-  for (const other of [REFERENCE, REFERENCE_X, NAIVE, NAIVE_GUARDED]) {
+  for (const other of [TWO_WORKERS, REFERENCE, REFERENCE_X, NAIVE, NAIVE_GUARDED]) {
     const o = byName(other);
     if (!base || !o) continue;
     const diff = OUTCOME_KEYS.filter((k) => base[k] !== o[k]).map(
@@ -271,6 +288,13 @@ async function main() {
       });
     }
     const pp = med('process_pending');
+    rows.push({
+      contender: 'process_pending, 2 workers vs 1',
+      events: null,
+      seconds: null,
+      rate: null,
+      ratio: `${(pp / med(TWO_WORKERS)).toFixed(2)}x one worker (for information)`,
+    });
     rows.push({
       contender: 'process_pending vs plain-SQL reference',
       events: null,

@@ -39,8 +39,8 @@ export interface Contender {
   name: string;
   template: string;
   events: number;
-  /** The timed statement(s), run on one connection. */
-  run(sql: Sql): Promise<unknown>;
+  /** The timed statement(s), run on `sql`; `url` opens more connections to the same database. */
+  run(sql: Sql, url: string): Promise<unknown>;
 }
 
 const num = (v: unknown) => Number(v ?? 0);
@@ -106,7 +106,7 @@ export async function runContender(
     await server.admin`select pg_stat_statements_reset()`;
     const [before] = await sql`select pg_current_wal_lsn() as lsn`;
     const started = performance.now();
-    await c.run(sql);
+    await c.run(sql, url);
     const seconds = (performance.now() - started) / 1000;
     const [wal] = await sql`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${before!.lsn}) as bytes`;
     const st = await stages(server, database);
