@@ -98,6 +98,7 @@ describe('a small run', () => {
       for (const row of [
         'COPY into the bare table with only a primary key',
         'COPY into spectrum.raw_events',
+        'process_pending vs strongest reference',
         'process_pending vs plain-SQL reference',
         'process_pending vs naive loop',
         'process_pending, 2 workers vs 1',

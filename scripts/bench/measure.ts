@@ -41,6 +41,8 @@ export interface Contender {
   events: number;
   /** The timed statement(s), run on `sql`; `url` opens more connections to the same database. */
   run(sql: Sql, url: string): Promise<unknown>;
+  /** Counts its work where it keeps it (default: the spectrum tables). */
+  outcome?(sql: Sql): Promise<Outcome>;
 }
 
 const num = (v: unknown) => Number(v ?? 0);
@@ -74,9 +76,9 @@ export async function tableSizes(sql: Sql): Promise<Record<string, number>> {
              then (select sum(pg_total_relation_size(p.relid)) from pg_partition_tree(c.oid) p)
                 else pg_total_relation_size(c.oid) end as bytes
       from (values ('raw_events'), ('fact_events'), ('event_registry'), ('fact_bare'), ('raw_bare'),
-          ('raw_bare_pk')) t(name)
+          ('raw_bare_pk'), ('facts')) t(name)
       join pg_class c on c.oid = coalesce(to_regclass('spectrum.' || t.name),
-                                 to_regclass('bench.' || t.name))`;
+                                 to_regclass('bench.' || t.name), to_regclass('bench_s.' || t.name))`;
   return Object.fromEntries(rows.map((r) => [r.name, num(r.bytes)]));
 }
 
@@ -115,7 +117,7 @@ export async function runContender(
       events: c.events,
       seconds,
       walBytes: num(wal!.bytes),
-      outcome: await outcome(sql),
+      outcome: await (c.outcome ?? outcome)(sql),
       sizes: await tableSizes(sql),
       stages: st,
     };

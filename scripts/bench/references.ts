@@ -106,29 +106,11 @@ const FACTS_EXACTLY_ONCE = String.raw`
       from ref_batch_x where won;`;
 
 /**
- * The plain-SQL reference: per batch, one statement claims, validates and extracts into a temp
- * table, then one statement per dimension, the facts, and the one status update; commit.
- * exactlyOnce adds the pipeline's event-level guarantee (see EVENT_INDEX).
+ * Validates and extracts the rows that `claim` (a SELECT of id, received_at, payload) returns into
+ * the temp table `batch`, with the pipeline's checks and error messages.
  */
-function referenceProcedure(name: string, exactlyOnce: boolean): string {
-  const x = exactlyOnce;
-  const batch = x ? 'ref_batch_x' : 'ref_batch';
-  const valid = x ? 'won' : 'error_msg is null';
+export function extractInto(batch: string, claim: string): string {
   return String.raw`
-create procedure bench.${name}(p_batch_size integer default 20000)
-language plpgsql as $proc$
-declare
-  v_now timestamptz;
-  v_rows bigint;
-begin
-  create temp table if not exists ${batch} (
-    raw_id uuid, received_at timestamptz, error_msg text, event_id uuid, event_type text,
-    account_id uuid, user_id text, occurred_at timestamptz, geo_id uuid, country text,
-    region text, city text, properties jsonb
-    ${x ? ', won boolean, prev_account_id uuid, prev_occurred_at timestamptz' : ''}
-  ) on commit delete rows;
-  loop
-    v_now := clock_timestamp();
     insert into ${batch}
     select raw_id, received_at,
            nullif(concat_ws('; ',
@@ -184,9 +166,7 @@ begin
                     bench.as_text(g -> 'city') as city,
                case when jp is null then '{}'::jsonb when jsonb_typeof(jp) = 'object'
                     then jp end as properties
-          from (select id, received_at, payload from spectrum.raw_events
-                 where status = 'pending' order by received_at, id limit p_batch_size for update
-                      skip locked) c,
+          from (${claim}) c,
                lateral (select nullif(c.payload -> 'geo', 'null') as g,
                               nullif(c.payload -> 'event_id', 'null') as je,
                               nullif(c.payload -> 'event_type', 'null') as jt,
@@ -200,7 +180,38 @@ begin
         -- offset 0 fences each level, so that a value is computed once per row, not once per use.
         offset 0
       ) x;
-    get diagnostics v_rows = row_count;
+`;
+}
+
+const CLAIM = String.raw`select id, received_at, payload from spectrum.raw_events
+                 where status = 'pending' order by received_at, id limit p_batch_size for update
+                      skip locked`;
+
+/**
+ * The plain-SQL reference: per batch, one statement claims, validates and extracts into a temp
+ * table, then one statement per dimension, the facts, and the one status update; commit.
+ * exactlyOnce adds the pipeline's event-level guarantee (see EVENT_INDEX).
+ */
+function referenceProcedure(name: string, exactlyOnce: boolean): string {
+  const x = exactlyOnce;
+  const batch = x ? 'ref_batch_x' : 'ref_batch';
+  const valid = x ? 'won' : 'error_msg is null';
+  return String.raw`
+create procedure bench.${name}(p_batch_size integer default 20000)
+language plpgsql as $proc$
+declare
+  v_now timestamptz;
+  v_rows bigint;
+begin
+  create temp table if not exists ${batch} (
+    raw_id uuid, received_at timestamptz, error_msg text, event_id uuid, event_type text,
+    account_id uuid, user_id text, occurred_at timestamptz, geo_id uuid, country text,
+    region text, city text, properties jsonb
+    ${x ? ', won boolean, prev_account_id uuid, prev_occurred_at timestamptz' : ''}
+  ) on commit delete rows;
+  loop
+    v_now := clock_timestamp();
+${extractInto(batch, CLAIM)}    get diagnostics v_rows = row_count;
     exit when v_rows = 0;
     -- Statistics for the null fractions the filters test, as the pipeline does.
     analyze ${batch} (error_msg, user_id, geo_id);
