@@ -8,16 +8,26 @@ with unfinished as (
     from spectrum.raw_events
    where status in ('pending', 'processing')
    group by status
+), oldest_done as (
+  select r.received_at
+    from spectrum.raw_events r
+   where r.status = 'done'
+     and r.id >= (select t.id_floor from spectrum.status_totals t where t.status = 'done')
+   order by r.id
+   limit 1
+), oldest_failed as (
+  select r.received_at
+    from spectrum.raw_events r
+   where r.status = 'failed'
+   order by r.received_at, r.id
+   limit 1
 )
+-- The probes are uncorrelated (a distributed table cannot be probed per row of a VALUES list).
 select s.status,
        coalesce(u.events, t.events, 0)::bigint as events,
        case s.status
-         when 'done' then (select r.received_at from spectrum.raw_events r
-                            where r.status = 'done' and r.id >= t.id_floor
-                            order by r.id limit 1)
-         when 'failed' then (select r.received_at from spectrum.raw_events r
-                              where r.status = 'failed'
-                              order by r.received_at, r.id limit 1)
+         when 'done' then (select received_at from oldest_done)
+         when 'failed' then (select received_at from oldest_failed)
          else u.oldest_received_at
        end as oldest_received_at
   from (values (1, 'pending'), (2, 'processing'), (3, 'done'), (4, 'failed')) as s(ord, status)

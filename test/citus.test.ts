@@ -1,0 +1,104 @@
+/*
+ * The project on Citus: a coordinator and two workers of the test's own, the migrations, then
+ * the distribution (scripts/lib/citus.ts). Runs only where Citus is installed; elsewhere one
+ * line says so and the tests are reported as skipped, never as passed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  citusCluster,
+  citusInstalled,
+  distribute,
+  type CitusCluster,
+} from '../scripts/lib/citus.ts';
+import { connect, type Sql } from '../scripts/lib/db.ts';
+import { migrateWorkingTree } from '../scripts/lib/migrate.ts';
+import { valid } from './helpers/fixtures.ts';
+
+const installed = citusInstalled();
+if (!installed)
+  console.log(
+    'Citus is not installed: the tests of test/citus.test.ts did not run (docs/citus.md says ' +
+      'how to run them)',
+  );
+
+describe.skipIf(!installed)('on a Citus coordinator with two workers', () => {
+  let cluster: CitusCluster;
+  let url: string;
+  let sql: Sql;
+
+  beforeAll(async () => {
+    cluster = await citusCluster({ workers: 2, cronDatabase: 'spectrum' });
+    url = await cluster.createDatabase('spectrum');
+    await migrateWorkingTree(url);
+    await distribute(url, () => {});
+    sql = connect(url, { max: 2 });
+  }, 240_000);
+  afterAll(async () => {
+    await sql?.end();
+    cluster?.remove();
+  });
+
+  it('distributes the account tables together, raw_events by bucket, the rest as reference', async () => {
+    const rows = await sql<{ name: string; method: string; column: string | null }[]>`
+      select logicalrelid::regclass::text as name, partmethod as method,
+             column_to_column_name(logicalrelid, partkey) as column
+        from pg_dist_partition
+       where logicalrelid::regclass::text not like 'spectrum.fact_events_%'
+       order by 1`;
+    const byName = Object.fromEntries(rows.map((r) => [r.name, r]));
+    for (const t of ['dim_accounts', 'dim_users', 'fact_events', 'event_registry']) {
+      expect(byName[`spectrum.${t}`]).toMatchObject({ method: 'h', column: 'account_id' });
+    }
+    expect(byName['spectrum.raw_events']).toMatchObject({ method: 'h', column: 'bucket' });
+    for (const t of ['dim_geography', 'status_totals', 'pipeline_runs', 'maintenance_runs'])
+      expect(byName[`spectrum.${t}`]?.method, t).toBe('n');
+    const [colocated] = await sql<{ groups: number }[]>`
+      select count(distinct colocationid)::int as groups from pg_dist_partition
+       where logicalrelid in ('spectrum.dim_accounts'::regclass, 'spectrum.dim_users'::regclass,
+                              'spectrum.fact_events'::regclass, 'spectrum.event_registry'::regclass)`;
+    expect(colocated!.groups).toBe(1);
+    // Every shard of raw_events is placed, on both workers.
+    const placed = await sql<{ nodeport: number }[]>`
+      select distinct p.nodeport from pg_dist_shard s join pg_dist_shard_placement p using (shardid)
+       where s.logicalrelid = 'spectrum.raw_events'::regclass`;
+    expect(placed.map((p) => p.nodeport).sort()).toEqual(cluster.workers.map((w) => w.port).sort());
+  });
+
+  it('a second distribution changes nothing', async () => {
+    expect(await distribute(url, () => {})).toBe('already');
+  });
+
+  it('keeps every producer row, INSERT and COPY, spread over one bucket per shard', async () => {
+    await sql`truncate spectrum.raw_events`;
+    const events = valid(640).map((e, n) => ({ ...e, n }));
+    await sql`insert into spectrum.raw_events (payload)
+              select p from jsonb_array_elements(${sql.json(events.slice(0, 320))}) p`;
+    const copy = await sql`copy spectrum.raw_events (payload) from stdin`.writable();
+    for (const e of events.slice(320)) copy.write(`${JSON.stringify(e).replace(/\\/g, '\\\\')}\n`);
+    await new Promise<void>((ok, fail) => copy.end((e?: Error | null) => (e ? fail(e) : ok())));
+    const [r] = await sql<{ rows: number; events: number; buckets: number; shards: number }[]>`
+      select count(*)::int as rows, count(distinct payload ->> 'n')::int as events,
+             count(distinct bucket)::int as buckets,
+             count(distinct get_shard_id_for_distribution_column('spectrum.raw_events', bucket))::int
+               as shards
+        from spectrum.raw_events`;
+    expect(r).toMatchObject({ rows: 640, events: 640 });
+    // 640 rows over 32 buckets: each bucket its own shard, and nearly all of them used.
+    expect(r!.buckets).toBe(r!.shards);
+    expect(r!.buckets).toBeGreaterThan(24);
+  });
+
+  it('answers pipeline_status on the distributed tables', async () => {
+    await sql`truncate spectrum.raw_events`;
+    await sql`insert into spectrum.raw_events (payload)
+              select p from jsonb_array_elements(${sql.json(valid(5))}) p`;
+    const rows = await sql<{ status: string; events: string }[]>`
+      select status, events from spectrum.pipeline_status`;
+    expect(rows.map((r) => [r.status, Number(r.events)])).toEqual([
+      ['pending', 5],
+      ['processing', 0],
+      ['done', 0],
+      ['failed', 0],
+    ]);
+  });
+});
