@@ -3,6 +3,451 @@
 set local lock_timeout = '10s';
 set local client_min_messages = warning;
 
+-- spectrum:object 020_raw_events.sql 9b631ebec8eb72d3
+/*
+ * raw_events: every event lands here first, untouched. Producers insert payload only, and only
+ * "is a JSON object" is checked, so no event is refused for its content.
+ */
+create table if not exists spectrum.raw_events (
+  id uuid not null default spectrum.uuid_v7(),
+  payload jsonb not null,
+  received_at timestamptz not null default now(),
+  status text not null default 'pending',
+  processed_at timestamptz,
+  error_msg text,
+  attempts integer not null default 0,
+  constraint raw_events_pkey primary key (id),
+  constraint raw_events_payload_is_object check (jsonb_typeof(payload) = 'object'),
+  constraint raw_events_status_check check (status in ('pending', 'processing', 'done', 'failed'))
+);
+
+-- Citus distributes raw_events by bucket, one value per shard, assigned at insert (see
+-- 021_raw_buckets.sql); on a single server every row is in bucket 0.
+alter table spectrum.raw_events add column if not exists bucket integer not null default 0;
+
+-- Rows not done, oldest first: the claim's order and pipeline_status's counts. It replaces
+-- (status, id): ordered by id, the claim could be planned on the primary key, past done rows.
+do $$
+begin
+  if exists (select from pg_catalog.pg_indexes
+              where schemaname = 'spectrum' and indexname = 'raw_events_unfinished_idx'
+                and indexdef not like '%(status, received_at, id) WHERE (status <> ''done''::text)') then
+    drop index spectrum.raw_events_unfinished_idx;
+  end if;
+end
+$$;
+create index if not exists raw_events_unfinished_idx
+  on spectrum.raw_events (status, received_at, id)
+  where status <> 'done';
+
+-- No parallel scans: worker start-up costs pipeline_status's backlog count more than it saves
+-- (see bench-results/README.md), and the pipeline's own reads go by id.
+alter table spectrum.raw_events set (parallel_workers = 0);
+
+comment on table spectrum.raw_events is 'Staging: every event as received (payload untouched), with its processing status. Producers insert payload only.';
+comment on column spectrum.raw_events.id is 'Time-ordered uuid (spectrum.uuid_v7) unless the producer supplies one.';
+comment on column spectrum.raw_events.payload is 'The event exactly as sent; must be a JSON object.';
+comment on column spectrum.raw_events.received_at is 'When the row was inserted.';
+comment on column spectrum.raw_events.status is 'pending, processing, done or failed.';
+comment on column spectrum.raw_events.processed_at is 'When the pipeline last recorded an outcome for this row.';
+comment on column spectrum.raw_events.error_msg is 'Why the event failed (field and problem), or the last unexpected error while it is retried.';
+comment on column spectrum.raw_events.bucket is 'Citus: the shard group the row was assigned to at insert; 0 on a single server.';
+comment on column spectrum.raw_events.attempts is 'How many times the pipeline has tried this row since it was last reset.';
+
+grant insert (payload) on spectrum.raw_events to spectrum_producer;
+grant select on spectrum.raw_events to spectrum_operator;
+grant select, update (status, processed_at, error_msg, attempts) on spectrum.raw_events to spectrum_definer;
+
+-- spectrum:object 021_raw_buckets.sql 0f0c347dfc11d953
+/*
+ * raw_buckets: on Citus, the raw_events.bucket values, one per shard of raw_events (written when
+ * the database is distributed, see docs/citus.md). Claims take one bucket at a time, so that each
+ * is a single-shard query that may skip locked rows. Empty on a single server: claims go by the
+ * unfinished-rows index over the whole table.
+ */
+create table if not exists spectrum.raw_buckets (
+  bucket integer not null,
+  constraint raw_buckets_pkey primary key (bucket)
+);
+
+comment on table spectrum.raw_buckets is 'Citus only: one raw_events.bucket value per shard of raw_events, claimed one at a time; empty on a single server.';
+
+grant select on spectrum.raw_buckets to spectrum_operator, spectrum_definer;
+
+-- spectrum:object 122_ensure_fact_partitions.sql 484dcb036b7e2db3
+/*
+ * ensure_fact_partitions: creates the missing monthly fact partitions of p_months for
+ * process_pending (holding no row locks) and maintenance (months ahead); creators queue on an
+ * advisory lock and re-check. Created plain, then attached, so batches keep inserting facts; but
+ * the attach's foreign keys wait behind running batches' dimension upserts, so lock_timeout ends
+ * the wait with 55P03, nothing half-made, and callers retry on their next run.
+ */
+create or replace function spectrum.ensure_fact_partitions(p_months timestamptz[])
+returns integer
+language plpgsql
+volatile
+set timezone = 'UTC'
+set lock_timeout = '5s'
+-- Citus: attaching a partition after the batch's parallel statements needs one connection per node.
+set citus.multi_shard_modify_mode = 'sequential'
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_month timestamptz;
+  v_name text;
+  v_created integer := 0;
+begin
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('spectrum.ensure_fact_partitions'));
+  foreach v_month in array coalesce(spectrum.missing_fact_partitions(p_months), '{}') loop
+    v_month := pg_catalog.date_trunc('month', v_month);
+    v_name := spectrum.fact_partition_name(v_month);
+    execute format('create table spectrum.%I (like spectrum.fact_events including defaults)', v_name);
+    execute format('comment on table spectrum.%I is %L', v_name,
+                   format('Facts that occurred in %s (UTC): a monthly partition of spectrum.fact_events.',
+                          pg_catalog.to_char(v_month, 'YYYY-MM')));
+    execute format('alter table spectrum.%I add constraint %I check (occurred_at >= %L and occurred_at < %L)',
+                   v_name, v_name || '_range', v_month, v_month + interval '1 month');
+    execute format('alter table spectrum.fact_events attach partition spectrum.%I for values from (%L) to (%L)',
+                   v_name, v_month, v_month + interval '1 month');
+    execute format('alter table spectrum.%I drop constraint %I', v_name, v_name || '_range');
+    v_created := v_created + 1;
+  end loop;
+  return v_created;
+end
+$$;
+
+comment on function spectrum.ensure_fact_partitions(timestamptz[]) is
+  'Creates the missing monthly partitions of spectrum.fact_events for the months p_months; returns how many it created. Waits at most 5 s for a lock, then raises 55P03.';
+
+revoke all on function spectrum.ensure_fact_partitions(timestamptz[]) from public;
+
+-- Partitions created before they were given a comment.
+do $$
+declare
+  v_part regclass;
+  v_from timestamptz;
+begin
+  for v_part, v_from in
+    select c.oid::regclass,
+           pg_catalog.substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid), $re$FROM \('([^']+)'\)$re$)::timestamptz
+      from pg_catalog.pg_inherits i
+      join pg_catalog.pg_class c on c.oid = i.inhrelid
+     where i.inhparent = 'spectrum.fact_events'::regclass
+       and pg_catalog.obj_description(c.oid, 'pg_class') is null
+  loop
+    execute format('comment on table %s is %L', v_part,
+                   format('Facts that occurred in %s (UTC): a monthly partition of spectrum.fact_events.',
+                          pg_catalog.to_char(v_from at time zone 'UTC', 'YYYY-MM')));
+  end loop;
+end
+$$;
+
+-- spectrum:object 150_claim_pending.sql a67c21e8539011e3
+/*
+ * claim_pending: the one place that claims work (process_pending). Locks up to p_limit pending
+ * rows, skipping locked ones and p_exclude (rows that raised earlier in the call), until the
+ * caller's transaction ends; oldest first, the order of raw_events_unfinished_idx (see
+ * 020_raw_events.sql). On Citus a claim takes the rows of one bucket (one shard), trying the
+ * buckets from a random one, so that concurrent workers start apart (see 021_raw_buckets.sql).
+ */
+create or replace function spectrum.claim_pending(p_limit integer, p_exclude uuid[] default '{}')
+returns uuid[]
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_buckets integer[];
+  v_start integer;
+  v_ids uuid[] := '{}';
+begin
+  select array_agg(bucket order by bucket) into v_buckets from spectrum.raw_buckets;
+  if v_buckets is null then
+    select coalesce(array_agg(id), '{}') into v_ids
+      from (select id
+              from spectrum.raw_events
+             where status = 'pending'
+               and id <> all (p_exclude)
+             order by received_at, id
+             limit p_limit
+               for update skip locked) claimed;
+    return v_ids;
+  end if;
+  v_start := floor(random() * cardinality(v_buckets))::integer;
+  for i in 0 .. cardinality(v_buckets) - 1 loop
+    select coalesce(array_agg(id), '{}') into v_ids
+      from (select id
+              from spectrum.raw_events
+             where bucket = v_buckets[1 + (v_start + i) % cardinality(v_buckets)]
+               and status = 'pending'
+               and id <> all (p_exclude)
+             order by received_at, id
+             limit p_limit
+               for update skip locked) claimed;
+    exit when cardinality(v_ids) > 0;
+  end loop;
+  return v_ids;
+end
+$$;
+
+comment on function spectrum.claim_pending(integer, uuid[]) is
+  'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED), oldest received first; on Citus, from one bucket (shard) at a time.';
+
+revoke all on function spectrum.claim_pending(integer, uuid[]) from public;
+
+-- spectrum:object 160_record_unexpected_error.sql 1bb63985dfd7c420
+/*
+ * record_unexpected_error: process_pending's handler when process_claimed raised. Contention
+ * leaves the batch pending with an attempt counted; anything else is bisected in subtransactions
+ * down to the rows that raise, which alone count an attempt. A row past p_max_attempts fails;
+ * rows untried at p_deadline stay pending, uncounted.
+ */
+-- The earlier signature, without p_deadline.
+drop function if exists spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz);
+
+create or replace function spectrum.record_unexpected_error(
+  p_ids uuid[],
+  p_sqlstate text,
+  p_message text,
+  p_max_attempts integer,
+  p_now timestamptz default pg_catalog.clock_timestamp(),
+  p_deadline timestamptz default 'infinity'
+)
+returns spectrum.batch_result
+language plpgsql
+volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_result spectrum.batch_result := row(0, 0, 0, 0, null)::spectrum.batch_result;
+  v_one spectrum.batch_result;
+  v_chunk uuid[];
+  v_half integer;
+  v_queue jsonb := '[]';
+  v_state text;
+  v_message text;
+  v_bad uuid[] := '{}';
+  v_states text[] := '{}';
+  v_messages text[] := '{}';
+begin
+  if p_sqlstate in ('40P01', '40001', '55P03') then
+    v_bad := p_ids;
+    v_states := array_fill(p_sqlstate, array[cardinality(p_ids)]);
+    v_messages := array_fill(p_message, array[cardinality(p_ids)]);
+  else
+    v_half := cardinality(p_ids) / 2;
+    if v_half = 0 then
+      v_bad := p_ids;
+      v_states := array[p_sqlstate];
+      v_messages := array[p_message];
+    else
+      v_queue := jsonb_build_array(to_jsonb(p_ids[1:v_half]), to_jsonb(p_ids[v_half + 1:]));
+    end if;
+    while jsonb_array_length(v_queue) > 0 and clock_timestamp() < p_deadline loop
+      v_chunk := array(select jsonb_array_elements_text(v_queue -> 0)::uuid);
+      v_queue := v_queue - 0;
+      begin
+        v_one := spectrum.process_claimed(v_chunk, p_now);
+        if v_one.missing_months is not null then
+          v_result.missing_months := array(select distinct m from unnest(v_result.missing_months || v_one.missing_months) m);
+        end if;
+        v_result.done := v_result.done + v_one.done;
+        v_result.failed := v_result.failed + v_one.failed;
+        v_result.superseded := v_result.superseded + v_one.superseded;
+      exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+        if cardinality(v_chunk) = 1 then
+          v_bad := v_bad || v_chunk;
+          v_states := v_states || v_state;
+          v_messages := v_messages || v_message;
+        else
+          v_half := cardinality(v_chunk) / 2;
+          v_queue := jsonb_build_array(to_jsonb(v_chunk[1:v_half]), to_jsonb(v_chunk[v_half + 1:])) || v_queue;
+        end if;
+      end;
+    end loop;
+  end if;
+
+  -- The messages are made in a query of their own: Citus refuses format() in an UPDATE's CASE.
+  with bad as (
+    select b.id, e.attempts + 1 as attempt,
+           case when e.attempts + 1 >= p_max_attempts
+                then format('unexpected error after %s attempts: SQLSTATE %s: %s', e.attempts + 1, b.sqlstate, b.message)
+                else format('attempt %s of %s failed: SQLSTATE %s: %s (will retry)', e.attempts + 1, p_max_attempts, b.sqlstate, b.message)
+           end as error_msg
+      from unnest(v_bad, v_states, v_messages) as b(id, sqlstate, message)
+      join spectrum.raw_events e on e.id = b.id
+  )
+  update spectrum.raw_events e
+     set attempts = bad.attempt,
+         status = case when bad.attempt >= p_max_attempts then 'failed' else 'pending' end,
+         processed_at = case when bad.attempt >= p_max_attempts then p_now end,
+         error_msg = bad.error_msg
+    from bad
+   where e.id = bad.id;
+
+  select v_result.failed + count(*) filter (where status = 'failed'),
+         count(*) filter (where status = 'pending')
+    into v_result.failed, v_result.retried
+    from spectrum.raw_events
+   where id = any (v_bad);
+  return v_result;
+end
+$$;
+
+revoke all on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz, timestamptz) from public;
+
+comment on function spectrum.record_unexpected_error(uuid[], text, text, integer, timestamptz, timestamptz) is
+  'Internal: after process_claimed raised, bisects the batch down to the rows that raise (all of them on contention), counts an attempt for those, and fails rows past p_max_attempts.';
+
+-- spectrum:object 200_process_pending.sql 8215e0e3cbc0ef60
+/*
+ * process_pending: the pipeline, CALLed by pg_cron each tick or by an operator, concurrently too
+ * (claims skip locked rows). One transaction per batch: a crash loses only the batch in flight,
+ * whose rows stay pending. It commits, so CALL it outside a transaction block.
+ */
+create or replace procedure spectrum.process_pending(
+  p_batch_size integer default 20000,
+  p_time_budget interval default '3 minutes',
+  p_max_batches integer default null,
+  p_max_attempts integer default 5
+)
+language plpgsql
+as $$
+declare
+  v_run_id bigint;
+  v_started timestamptz := clock_timestamp();
+  v_batch_started timestamptz;
+  v_finished timestamptz;
+  v_last_batch interval := interval '0';
+  v_ids uuid[];
+  v_errored uuid[] := '{}';
+  v_errored_before uuid[];
+  v_result spectrum.batch_result;
+  v_state text;
+  v_message text;
+  v_batches integer := 0;
+  v_partition_rounds integer := 0;
+  v_stop text := 'no pending rows';
+begin
+  if p_batch_size is null or p_batch_size < 1 then
+    raise exception 'p_batch_size must be a positive integer, got %', p_batch_size
+      using hint = 'Call it as CALL spectrum.process_pending(p_batch_size => 20000).', errcode = '22023';
+  end if;
+  if p_time_budget is null or p_time_budget <= interval '0' then
+    raise exception 'p_time_budget must be a positive interval, got %', p_time_budget
+      using hint = 'Call it as CALL spectrum.process_pending(p_time_budget => ''3 minutes'').', errcode = '22023';
+  end if;
+  if p_max_attempts is null or p_max_attempts < 1 then
+    raise exception 'p_max_attempts must be a positive integer, got %', p_max_attempts
+      using hint = 'Call it as CALL spectrum.process_pending(p_max_attempts => 5).', errcode = '22023';
+  end if;
+
+  insert into spectrum.pipeline_runs (started_at) values (v_started) returning run_id into v_run_id;
+  -- The pipeline never commits 'processing' (a claim is row locks): such rows were left by hand.
+  if exists (select from spectrum.raw_buckets) then
+    -- Citus refuses FOR UPDATE across shards; nothing else holds such rows for long.
+    update spectrum.raw_events set status = 'pending' where status = 'processing';
+  else
+    update spectrum.raw_events
+       set status = 'pending'
+     where id in (select id from spectrum.raw_events where status = 'processing' for update skip locked);
+  end if;
+  commit;
+
+  loop
+    if p_max_batches is not null and v_batches >= p_max_batches then
+      v_stop := 'batch limit';
+      exit;
+    end if;
+    if clock_timestamp() - v_started + v_last_batch > p_time_budget then
+      v_stop := 'time budget';
+      exit;
+    end if;
+    v_batch_started := clock_timestamp();
+
+    v_errored_before := v_errored;
+    v_ids := spectrum.claim_pending(p_batch_size, v_errored);
+    exit when pg_catalog.cardinality(v_ids) = 0;
+
+    begin
+      v_result := spectrum.process_claimed(v_ids, clock_timestamp());
+    exception when others or query_canceled then
+      get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+      -- Citus cancels the victim of a distributed deadlock (57014): contention, not a cancel.
+      if v_state = '57014' then
+        if v_message not like '%distributed deadlock%' then
+          raise;
+        end if;
+        v_state := '40P01';
+      end if;
+      v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts,
+                                                 p_deadline => v_started + p_time_budget);
+      v_errored := pg_catalog.array_cat(v_errored, array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending'));
+    end;
+
+    if v_result.missing_months is not null then
+      -- No partition DDL under row locks: undo the batch, create them on their own, claim again.
+      rollback;
+      v_errored := v_errored_before;
+      v_partition_rounds := v_partition_rounds + 1;
+      if v_partition_rounds > 3 then
+        raise exception 'fact partitions for % are still missing after creating them', v_result.missing_months
+          using hint = 'Check that spectrum.ensure_fact_partitions can create tables in schema spectrum.', errcode = '55000';
+      end if;
+      begin
+        perform spectrum.ensure_fact_partitions(v_result.missing_months);
+      exception when lock_not_available then
+        v_stop := 'contention';
+        exit;
+      end;
+      commit;
+      continue;
+    end if;
+    v_partition_rounds := 0;
+    v_batches := v_batches + 1;
+
+    update spectrum.pipeline_runs
+       set batches = batches + 1,
+           claimed = claimed + pg_catalog.cardinality(v_ids),
+           done = done + v_result.done,
+           failed = failed + v_result.failed,
+           retried = retried + v_result.retried,
+           superseded = superseded + v_result.superseded
+     where run_id = v_run_id;
+    -- Includes record_unexpected_error's failures; lock order, id_floor: see 031_status_totals.sql.
+    update spectrum.status_totals t
+       set events = t.events + case t.status when 'done' then v_result.done else v_result.failed end,
+           id_floor = case when t.status = 'done' and v_result.done > 0
+                           then least(t.id_floor, (select i from pg_catalog.unnest(v_ids) i order by i limit 1))
+                           else t.id_floor end
+      from (select s.status from spectrum.status_totals s
+             where s.status in ('done', 'failed') order by s.status for update) l
+     where t.status = l.status;
+    commit;
+    v_last_batch := clock_timestamp() - v_batch_started;
+
+    if v_state in ('40P01', '40001', '55P03') then
+      v_stop := 'contention';
+      exit;
+    end if;
+    v_state := null;
+  end loop;
+
+  -- A value, not clock_timestamp() in the UPDATE: Citus refuses volatile functions there.
+  v_finished := clock_timestamp();
+  update spectrum.pipeline_runs
+     set finished_at = v_finished, stopped_because = v_stop
+   where run_id = v_run_id;
+  commit;
+end
+$$;
+
+comment on procedure spectrum.process_pending(integer, interval, integer, integer) is
+  'Processes pending raw_events in batches of p_batch_size (default 20000), each committed on its own, until none is pending or p_time_budget (default 3 minutes) would be exceeded. Safe to call concurrently. CALL it outside a transaction block.';
+
+revoke all on procedure spectrum.process_pending(integer, interval, integer, integer) from public;
+
 -- spectrum:object 220_pipeline_status.sql a10270166aa685e1
 /*
  * pipeline_status: events and oldest received_at per status, an operator's first look. Counts only

@@ -15,6 +15,10 @@ create table if not exists spectrum.raw_events (
   constraint raw_events_status_check check (status in ('pending', 'processing', 'done', 'failed'))
 );
 
+-- Citus distributes raw_events by bucket, one value per shard, assigned at insert (see
+-- 021_raw_buckets.sql); on a single server every row is in bucket 0.
+alter table spectrum.raw_events add column if not exists bucket integer not null default 0;
+
 -- Rows not done, oldest first: the claim's order and pipeline_status's counts. It replaces
 -- (status, id): ordered by id, the claim could be planned on the primary key, past done rows.
 do $$
@@ -41,6 +45,7 @@ comment on column spectrum.raw_events.received_at is 'When the row was inserted.
 comment on column spectrum.raw_events.status is 'pending, processing, done or failed.';
 comment on column spectrum.raw_events.processed_at is 'When the pipeline last recorded an outcome for this row.';
 comment on column spectrum.raw_events.error_msg is 'Why the event failed (field and problem), or the last unexpected error while it is retried.';
+comment on column spectrum.raw_events.bucket is 'Citus: the shard group the row was assigned to at insert; 0 on a single server.';
 comment on column spectrum.raw_events.attempts is 'How many times the pipeline has tried this row since it was last reset.';
 
 grant insert (payload) on spectrum.raw_events to spectrum_producer;

@@ -11,6 +11,8 @@ language plpgsql
 volatile
 set timezone = 'UTC'
 set lock_timeout = '5s'
+-- Citus: attaching a partition after the batch's parallel statements needs one connection per node.
+set citus.multi_shard_modify_mode = 'sequential'
 set search_path = pg_catalog, pg_temp
 as $$
 declare

@@ -70,17 +70,21 @@ begin
     end loop;
   end if;
 
+  -- The messages are made in a query of their own: Citus refuses format() in an UPDATE's CASE.
   with bad as (
-    select * from unnest(v_bad, v_states, v_messages) as b(id, sqlstate, message)
+    select b.id, e.attempts + 1 as attempt,
+           case when e.attempts + 1 >= p_max_attempts
+                then format('unexpected error after %s attempts: SQLSTATE %s: %s', e.attempts + 1, b.sqlstate, b.message)
+                else format('attempt %s of %s failed: SQLSTATE %s: %s (will retry)', e.attempts + 1, p_max_attempts, b.sqlstate, b.message)
+           end as error_msg
+      from unnest(v_bad, v_states, v_messages) as b(id, sqlstate, message)
+      join spectrum.raw_events e on e.id = b.id
   )
   update spectrum.raw_events e
-     set attempts = e.attempts + 1,
-         status = case when e.attempts + 1 >= p_max_attempts then 'failed' else 'pending' end,
-         processed_at = case when e.attempts + 1 >= p_max_attempts then p_now end,
-         error_msg = case when e.attempts + 1 >= p_max_attempts
-                          then format('unexpected error after %s attempts: SQLSTATE %s: %s', e.attempts + 1, bad.sqlstate, bad.message)
-                          else format('attempt %s of %s failed: SQLSTATE %s: %s (will retry)', e.attempts + 1, p_max_attempts, bad.sqlstate, bad.message)
-                     end
+     set attempts = bad.attempt,
+         status = case when bad.attempt >= p_max_attempts then 'failed' else 'pending' end,
+         processed_at = case when bad.attempt >= p_max_attempts then p_now end,
+         error_msg = bad.error_msg
     from bad
    where e.id = bad.id;
 

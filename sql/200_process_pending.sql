@@ -15,6 +15,7 @@ declare
   v_run_id bigint;
   v_started timestamptz := clock_timestamp();
   v_batch_started timestamptz;
+  v_finished timestamptz;
   v_last_batch interval := interval '0';
   v_ids uuid[];
   v_errored uuid[] := '{}';
@@ -41,9 +42,14 @@ begin
 
   insert into spectrum.pipeline_runs (started_at) values (v_started) returning run_id into v_run_id;
   -- The pipeline never commits 'processing' (a claim is row locks): such rows were left by hand.
-  update spectrum.raw_events
-     set status = 'pending'
-   where id in (select id from spectrum.raw_events where status = 'processing' for update skip locked);
+  if exists (select from spectrum.raw_buckets) then
+    -- Citus refuses FOR UPDATE across shards; nothing else holds such rows for long.
+    update spectrum.raw_events set status = 'pending' where status = 'processing';
+  else
+    update spectrum.raw_events
+       set status = 'pending'
+     where id in (select id from spectrum.raw_events where status = 'processing' for update skip locked);
+  end if;
   commit;
 
   loop
@@ -63,8 +69,15 @@ begin
 
     begin
       v_result := spectrum.process_claimed(v_ids, clock_timestamp());
-    exception when others then
+    exception when others or query_canceled then
       get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+      -- Citus cancels the victim of a distributed deadlock (57014): contention, not a cancel.
+      if v_state = '57014' then
+        if v_message not like '%distributed deadlock%' then
+          raise;
+        end if;
+        v_state := '40P01';
+      end if;
       v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts,
                                                  p_deadline => v_started + p_time_budget);
       v_errored := pg_catalog.array_cat(v_errored, array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending'));
@@ -118,8 +131,10 @@ begin
     v_state := null;
   end loop;
 
+  -- A value, not clock_timestamp() in the UPDATE: Citus refuses volatile functions there.
+  v_finished := clock_timestamp();
   update spectrum.pipeline_runs
-     set finished_at = clock_timestamp(), stopped_because = v_stop
+     set finished_at = v_finished, stopped_because = v_stop
    where run_id = v_run_id;
   commit;
 end

@@ -150,11 +150,10 @@ const PREPARE = [
   `alter table spectrum.event_registry
      add constraint event_registry_pkey primary key (account_id, event_id)`,
   `create index if not exists event_registry_event_id_idx on spectrum.event_registry (event_id)`,
-  // raw_events gets a bucket, assigned at insert (on the coordinator, for INSERT and COPY): one
+  // raw_events' bucket is assigned at insert (on the coordinator, for INSERT and COPY): one
   // value per shard, so that a claim is a single-shard query and may skip locked rows.
   `create or replace function spectrum.raw_bucket() returns integer
    language sql volatile parallel safe as $$ select 0 $$`,
-  `alter table spectrum.raw_events add column if not exists bucket integer not null default 0`,
   `alter table spectrum.raw_events alter column bucket set default spectrum.raw_bucket()`,
   `alter table spectrum.raw_events drop constraint raw_events_pkey`,
   `alter table spectrum.raw_events add constraint raw_events_pkey primary key (bucket, id)`,
@@ -209,6 +208,7 @@ export async function distribute(
       language sql volatile parallel safe as $$
         select ('{${buckets.join(',')}}'::integer[])[1 + pg_catalog.floor(pg_catalog.random() * ${buckets.length})::integer]
       $$`);
+    await sql`insert into spectrum.raw_buckets (bucket) select unnest(${buckets}::integer[])`;
     log(
       `distributed: ${BY_ACCOUNT.join(', ')} by account_id (${SHARDS} shards), raw_events by ` +
         `bucket (${buckets.length} buckets), ${others.map((o) => o.name).join(', ')} as reference tables`,
