@@ -176,6 +176,38 @@ describe('one tick', () => {
     await runPipeline(db.sql);
     expect((await raw([id!]))[0]!.status).toBe('done');
   });
+
+  it('stops when cancelled, counting no attempt against the rows it held', async () => {
+    await db.sql`truncate spectrum.raw_events`;
+    await insertEvents(db.sql, [{ event_type: 'cancel', account_id: A }]);
+    await db.sql`select spectrum.ensure_fact_partitions(array[now()])`;
+    // The batch waits on a lock inside process_claimed, where its error handler runs, and is
+    // cancelled there.
+    const locker = await db.sql.reserve();
+    const worker = await db.sql.reserve();
+    await locker`begin`;
+    await locker`lock table spectrum.dim_accounts in share mode`;
+    const [{ pid }] = (await worker`select pg_backend_pid() as pid`) as unknown as [
+      { pid: number },
+    ];
+    const call = worker`call spectrum.process_pending()`.catch((err) => err);
+    for (let i = 0; i < 200; i++) {
+      const [w] = await db.sql`select wait_event_type from pg_stat_activity where pid = ${pid}`;
+      if (w?.wait_event_type === 'Lock') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await db.sql`select pg_cancel_backend(${pid})`;
+    const e = await call;
+    await locker`rollback`;
+    locker.release();
+    worker.release();
+    expect(e.code).toBe('57014');
+    const [r] = await db.sql<{ counted: number; pending: number }[]>`
+      select count(*) filter (where attempts > 0 and status = 'pending')::int as counted,
+             count(*) filter (where status = 'pending')::int as pending
+        from spectrum.raw_events`;
+    expect(r).toEqual({ counted: 0, pending: 1 });
+  });
 });
 
 describe('exactly once into facts', () => {
