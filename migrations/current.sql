@@ -487,7 +487,7 @@ comment on function spectrum.job_problems(interval) is
 revoke all on function spectrum.job_problems(interval) from public;
 grant execute on function spectrum.job_problems(interval) to spectrum_definer;
 
--- spectrum:object 250_maintenance.sql e5260ba64f793e93
+-- spectrum:object 250_maintenance.sql dece1f561486a8f7
 /*
  * maintenance: the hourly housekeeping (fact partitions ahead, fact partition retention, raw
  * retention, run history, the done id_floor), CALLed by the pg_cron job of schedule.json or by
@@ -593,7 +593,7 @@ begin
     loop
       v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
       exit when v_taken_over;
-      select pg_catalog.left(c.relname, 38) || '_detached_' || pg_catalog.to_char(v_now at time zone 'UTC', 'YYYYMMDD_HH24MISS')
+      select pg_catalog.left(c.relname, 31) || '_detached_' || pg_catalog.to_char(v_now at time zone 'UTC', 'YYYYMMDD_HH24MISS_US')
         into v_table
         from pg_catalog.pg_class c where c.oid = v_part;
       begin

@@ -103,7 +103,7 @@ begin
     loop
       v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
       exit when v_taken_over;
-      select pg_catalog.left(c.relname, 38) || '_detached_' || pg_catalog.to_char(v_now at time zone 'UTC', 'YYYYMMDD_HH24MISS')
+      select pg_catalog.left(c.relname, 31) || '_detached_' || pg_catalog.to_char(v_now at time zone 'UTC', 'YYYYMMDD_HH24MISS_US')
         into v_table
         from pg_catalog.pg_class c where c.oid = v_part;
       begin
