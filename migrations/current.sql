@@ -490,3 +490,773 @@ comment on view spectrum.pipeline_status is
   'Events per status (pending, processing, done, failed) with the oldest received_at of each; counts only the pending and processing rows and reads running totals for done and failed, so it stays fast on tens of millions of rows.';
 
 grant select on spectrum.pipeline_status to spectrum_operator;
+
+-- spectrum:object 240_health.sql 7f8582989908d294
+/*
+ * health: the one row an alert polls; ok is false on a stale backlog (default: two ticks), too many
+ * failures in the last hour, a last run that died (unfinished past p_run_timeout), a scheduled
+ * job in trouble (spectrum.job_problems), next month's fact partition missing, or old fact
+ * partitions that retention could not detach. What it cannot check it says in unchecked.
+ * Security definer, owned by spectrum_definer, so every caller gets the same answer: an operator
+ * cannot read cron.job, which applySchedule lets spectrum_definer read.
+ */
+do $$
+declare
+  v_shape constant text := 'ok boolean, problems text[], unchecked text[], checked_at timestamp with time zone, backlog bigint, '
+    || 'oldest_pending_at timestamp with time zone, oldest_pending_age interval, backlog_stale boolean, '
+    || 'processed_last_hour bigint, failed_last_hour bigint, failure_rate numeric, last_run_id bigint, '
+    || 'last_run_started_at timestamp with time zone, last_run_finished_at timestamp with time zone, '
+    || 'last_run_finished boolean, last_success_at timestamp with time zone, jobs_expected integer, '
+    || 'jobs_checked integer, next_fact_partition text, next_fact_partition_exists boolean, '
+    || 'fact_retention_months integer, fact_partitions_overdue integer';
+begin
+  -- An earlier shape of the type is replaced (with the function, recreated below).
+  if to_regtype('spectrum.health_report') is not null
+     and (select pg_catalog.string_agg(a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum)
+            from pg_catalog.pg_attribute a
+           where a.attrelid = (select typrelid from pg_catalog.pg_type where oid = to_regtype('spectrum.health_report'))
+             and a.attnum > 0 and not a.attisdropped) is distinct from v_shape then
+    drop type spectrum.health_report cascade;
+  end if;
+  if to_regtype('spectrum.health_report') is null then
+    execute 'create type spectrum.health_report as (' || v_shape || ')';
+  end if;
+end
+$$;
+
+comment on type spectrum.health_report is 'What spectrum.health() returns: ok, problems and what could not be checked, then the measures they come from.';
+
+-- The signature of the first release (the type's cascade drops it too, when its shape changed).
+drop function if exists spectrum.health(interval, numeric, interval);
+
+create or replace function spectrum.health(
+  p_stale_after interval default '10 minutes',
+  p_max_failure_rate numeric default 0.05,
+  p_run_timeout interval default '10 minutes',
+  p_job_late_after interval default '10 minutes'
+)
+returns spectrum.health_report
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  r spectrum.health_report;
+  v_last spectrum.pipeline_runs;
+  v_jobs record;
+  v_month timestamptz;
+  v_keep_from timestamptz;
+  v_oldest regclass;
+  v_maintenance_run bigint;
+  v_maintenance_overdue integer;
+  v_maintenance_note text;
+begin
+  r.checked_at := now();
+  r.problems := '{}';
+  r.unchecked := '{}';
+
+  select count(*), min(received_at)
+    into r.backlog, r.oldest_pending_at
+    from spectrum.raw_events
+   where status = 'pending';
+  r.oldest_pending_age := r.checked_at - r.oldest_pending_at;
+  r.backlog_stale := coalesce(r.oldest_pending_age > p_stale_after, false);
+  if r.backlog_stale then
+    r.problems := r.problems || format('backlog: %s events pending, the oldest received %s ago (more than %s)',
+                                       r.backlog, date_trunc('second', r.oldest_pending_age), p_stale_after);
+  end if;
+
+  select coalesce(sum(done + failed), 0), coalesce(sum(failed), 0)
+    into r.processed_last_hour, r.failed_last_hour
+    from spectrum.pipeline_runs
+   where started_at >= r.checked_at - interval '1 hour';
+  r.failure_rate := round(r.failed_last_hour::numeric / nullif(r.processed_last_hour, 0), 4);
+  if r.failure_rate > p_max_failure_rate then
+    r.problems := r.problems || format('failures: %s of %s events processed in the last hour failed (%s%%, above %s%%): see spectrum.failure_reasons',
+                                       r.failed_last_hour, r.processed_last_hour, round(r.failure_rate * 100, 1), round(p_max_failure_rate * 100, 1));
+  end if;
+
+  select * into v_last from spectrum.pipeline_runs order by started_at desc, run_id desc limit 1;
+  r.last_run_id := v_last.run_id;
+  r.last_run_started_at := v_last.started_at;
+  r.last_run_finished_at := v_last.finished_at;
+  r.last_run_finished := v_last.finished_at is not null;
+  select finished_at into r.last_success_at
+    from spectrum.pipeline_runs
+   where finished_at is not null
+   order by started_at desc
+   limit 1;
+  if v_last.run_id is not null and v_last.finished_at is null and v_last.started_at < r.checked_at - p_run_timeout then
+    r.problems := r.problems || format('last run: run %s started at %s and has not finished (it died: see cron.job_run_details and the server log)',
+                                       v_last.run_id, date_trunc('second', v_last.started_at));
+  end if;
+
+  v_jobs := spectrum.job_problems(p_job_late_after);
+  r.problems := r.problems || v_jobs.problems;
+  r.unchecked := r.unchecked || v_jobs.unchecked;
+  r.jobs_expected := v_jobs.expected;
+  r.jobs_checked := v_jobs.checked;
+
+  -- Batches create a partition they need, but under a lock wait; maintenance makes them ahead.
+  v_month := (date_trunc('month', r.checked_at at time zone 'UTC') + interval '1 month') at time zone 'UTC';
+  r.next_fact_partition := spectrum.fact_partition_name(v_month);
+  r.next_fact_partition_exists := spectrum.missing_fact_partitions(array[v_month]) is null;
+  if not r.next_fact_partition_exists then
+    r.problems := r.problems || format('partitions: spectrum.%s, for next month''s facts, does not exist: CALL spectrum.maintenance() creates it (is its job running?)',
+                                       r.next_fact_partition);
+  end if;
+
+  select fact_retention_months into r.fact_retention_months from spectrum.settings;
+  if r.fact_retention_months is not null then
+    v_keep_from := (date_trunc('month', r.checked_at at time zone 'UTC') - make_interval(months => r.fact_retention_months)) at time zone 'UTC';
+    select count(*), (array_agg(p.partition order by p.range_from))[1] into r.fact_partitions_overdue, v_oldest
+      from spectrum.fact_partition_ranges() p
+     where p.range_to <= v_keep_from;
+    -- Only once a maintenance run has tried: a retention just set waits for the next run.
+    select run_id, partitions_overdue, note into v_maintenance_run, v_maintenance_overdue, v_maintenance_note
+      from spectrum.maintenance_runs
+     where finished_at is not null order by started_at desc limit 1;
+    if r.fact_partitions_overdue > 0 and v_maintenance_overdue > 0 then
+      r.problems := r.problems || format('retention: %s fact partitions hold facts older than fact_retention_months (%s), the oldest %s; maintenance run %s could not detach them: %s',
+                                         r.fact_partitions_overdue, r.fact_retention_months, v_oldest, v_maintenance_run,
+                                         coalesce(v_maintenance_note, 'see spectrum.maintenance_runs'));
+    end if;
+  end if;
+
+  r.ok := cardinality(r.problems) = 0;
+  return r;
+end
+$$;
+
+alter function spectrum.health(interval, numeric, interval, interval) owner to spectrum_definer;
+
+comment on function spectrum.health(interval, numeric, interval, interval) is
+  'One row for an alert to poll: ok, problems (stale backlog older than p_stale_after, failure rate of the last hour above p_max_failure_rate, a last run that did not finish within p_run_timeout, a scheduled job missing, inactive, failing or not started within p_job_late_after of its time, next month''s fact partition missing, old fact partitions maintenance could not detach), what it could not check, and the measures behind them.';
+
+revoke all on function spectrum.health(interval, numeric, interval, interval) from public;
+grant execute on function spectrum.health(interval, numeric, interval, interval) to spectrum_operator;
+
+-- What the definer reads besides the tables of 240..259, which grant it themselves.
+grant select on spectrum.pipeline_runs to spectrum_definer;
+grant execute on function spectrum.fact_partition_name(timestamptz) to spectrum_definer;
+grant execute on function spectrum.missing_fact_partitions(timestamptz[]) to spectrum_definer;
+
+-- spectrum:object 241_cron_previous_run.sql cd6bb0ab9fe8c9c0
+/*
+ * cron_previous_run: the latest time at or before p_at that a pg_cron schedule names, for
+ * spectrum.health's check that a job has not missed its runs. Understands what pg_cron 1.4
+ * does (five fields of numbers, names, ranges, steps and lists, the @macros, pg_cron's
+ * 'N seconds'); returns null for anything else (@reboot, '$'), which health then does not judge.
+ */
+create or replace function spectrum.cron_previous_run(
+  p_schedule text,
+  p_at timestamptz,
+  p_timezone text default 'UTC'
+)
+returns timestamptz
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_fields text[];
+  v_lo constant integer[] := array[0, 0, 1, 1, 0];
+  v_hi constant integer[] := array[59, 23, 31, 12, 7];
+  v_names constant text[] := array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep',
+                                   'oct', 'nov', 'dec', 'sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+  -- allowed[f][v + 1]: value v allowed in field f (minute, hour, day of month, month, weekday).
+  v_allowed boolean[] := array_fill(false, array[5, 60]);
+  v_item text;
+  v_part text[];
+  v_from integer;
+  v_to integer;
+  v_step integer;
+  v_local timestamp;
+  v_day date;
+  v_dom_star boolean;
+  v_dow_star boolean;
+  v_day_ok boolean;
+  v_h integer;
+  v_m integer;
+begin
+  p_schedule := lower(btrim(p_schedule));
+  if p_schedule ~ '^\d+ seconds?$' then
+    return p_at - make_interval(secs => split_part(p_schedule, ' ', 1)::integer);
+  end if;
+  p_schedule := case p_schedule
+    when '@yearly' then '0 0 1 1 *' when '@annually' then '0 0 1 1 *'
+    when '@monthly' then '0 0 1 * *' when '@weekly' then '0 0 * * 0'
+    when '@daily' then '0 0 * * *' when '@midnight' then '0 0 * * *'
+    when '@hourly' then '0 * * * *' else p_schedule end;
+  v_fields := regexp_split_to_array(p_schedule, '\s+');
+  if cardinality(v_fields) <> 5 then
+    return null;
+  end if;
+  for f in 1..5 loop
+    -- Month and weekday names become numbers (jan = 1, sun = 0).
+    if f >= 4 then
+      for i in 1..19 loop
+        v_fields[f] := replace(v_fields[f], v_names[i], (case when i <= 12 then i else i - 13 end)::text);
+      end loop;
+    end if;
+    foreach v_item in array string_to_array(v_fields[f], ',') loop
+      v_part := regexp_match(v_item, '^(\*|(\d+)(-(\d+))?)(/(\d+))?$');
+      if v_part is null then
+        return null;
+      end if;
+      v_step := coalesce(v_part[6]::integer, 1);
+      v_from := coalesce(v_part[2]::integer, v_lo[f]);
+      -- 'a/n' runs from a to the end of the range, as in vixie cron.
+      v_to := coalesce(v_part[4]::integer, case when v_part[1] = '*' or v_part[5] is not null then v_hi[f] else v_from end);
+      if v_step < 1 or v_from < v_lo[f] or v_to > v_hi[f] or v_from > v_to then
+        return null;
+      end if;
+      for v in v_from..v_to by v_step loop
+        v_allowed[f][(case when f = 5 then v % 7 else v end) + 1] := true;
+      end loop;
+    end loop;
+  end loop;
+  -- Day of month and weekday both restricted: either matches (vixie cron's rule).
+  v_dom_star := left(v_fields[3], 1) = '*';
+  v_dow_star := left(v_fields[5], 1) = '*';
+
+  v_local := date_trunc('minute', p_at at time zone p_timezone);
+  -- Eight years back finds even a 29 February schedule.
+  for d in 0..2922 loop
+    v_day := v_local::date - d;
+    continue when not v_allowed[4][extract(month from v_day)::integer + 1];
+    v_day_ok := case when v_dom_star or v_dow_star
+                     then v_allowed[3][extract(day from v_day)::integer + 1] and v_allowed[5][extract(dow from v_day)::integer + 1]
+                     else v_allowed[3][extract(day from v_day)::integer + 1] or v_allowed[5][extract(dow from v_day)::integer + 1] end;
+    continue when not v_day_ok;
+    v_h := case when d = 0 then extract(hour from v_local)::integer else 23 end;
+    while v_h >= 0 loop
+      if v_allowed[2][v_h + 1] then
+        v_m := case when d = 0 and v_h = extract(hour from v_local)::integer then extract(minute from v_local)::integer else 59 end;
+        while v_m >= 0 and not v_allowed[1][v_m + 1] loop
+          v_m := v_m - 1;
+        end loop;
+        if v_m >= 0 then
+          return (v_day + make_interval(hours => v_h, mins => v_m)) at time zone p_timezone;
+        end if;
+      end if;
+      v_h := v_h - 1;
+    end loop;
+  end loop;
+  return null;
+end
+$$;
+
+comment on function spectrum.cron_previous_run(text, timestamptz, text) is
+  'The latest time at or before p_at that the pg_cron schedule p_schedule names (in p_timezone, pg_cron''s UTC by default); null for a schedule it does not understand (@reboot, $).';
+
+revoke all on function spectrum.cron_previous_run(text, timestamptz, text) from public;
+grant execute on function spectrum.cron_previous_run(text, timestamptz, text) to spectrum_definer;
+
+-- spectrum:object 242_scheduled_jobs.sql e253910bb93f1e9b
+/*
+ * scheduled_jobs: the pg_cron jobs this database expects, as applySchedule (scripts/lib/
+ * schedule.ts) last applied them from sql/schedule.json, which SQL cannot read. spectrum.health
+ * checks each against cron.job and cron.job_run_details. Written only by applySchedule.
+ */
+create table if not exists spectrum.scheduled_jobs (
+  name text not null,
+  schedule text not null,
+  command text not null,
+  cron_database text not null,
+  applied_at timestamptz not null default now(),
+  constraint scheduled_jobs_pkey primary key (name)
+);
+
+comment on table spectrum.scheduled_jobs is 'The pg_cron jobs this database expects, as npm run migrate last applied them from sql/schedule.json; spectrum.health checks each one.';
+comment on column spectrum.scheduled_jobs.name is 'The job''s name in cron.job (jobname).';
+comment on column spectrum.scheduled_jobs.cron_database is 'The database of the cluster where pg_cron keeps its jobs (cron.database_name); the job runs in this one.';
+comment on column spectrum.scheduled_jobs.applied_at is 'When this schedule and command were applied (unchanged by a run that changed nothing).';
+
+grant select on spectrum.scheduled_jobs to spectrum_operator, spectrum_definer;
+
+-- spectrum:object 243_settings.sql de0bcbd8b075383c
+/*
+ * settings: the one row of options a DBA changes in psql, read by spectrum.maintenance (and
+ * spectrum.health) on every run: UPDATE spectrum.settings SET fact_retention_months = 24.
+ */
+create table if not exists spectrum.settings (
+  id boolean not null default true,
+  fact_retention_months integer,
+  fact_drop_after interval default '7 days',
+  constraint settings_pkey primary key (id),
+  constraint settings_one_row check (id),
+  constraint settings_fact_retention_months check (fact_retention_months >= 1),
+  constraint settings_fact_drop_after check (fact_drop_after >= interval '0')
+);
+
+insert into spectrum.settings (id) values (true) on conflict do nothing;
+
+comment on table spectrum.settings is 'One row of options read by spectrum.maintenance on every run; change them with UPDATE.';
+comment on column spectrum.settings.id is 'Always true: the table has one row.';
+comment on column spectrum.settings.fact_retention_months is 'Fact partitions are kept for this month and this many before it; older ones are detached by spectrum.maintenance. Null (the default): kept forever.';
+comment on column spectrum.settings.fact_drop_after is 'How long a detached fact partition is kept (to archive it) before spectrum.maintenance drops it. Null: never dropped.';
+
+grant select on spectrum.settings to spectrum_operator, spectrum_definer;
+
+-- spectrum:object 244_detached_fact_partitions.sql 447d0c715ab86b5b
+/*
+ * detached_fact_partitions: the fact partitions that spectrum.maintenance detached for
+ * retention, under their new names, until and after it drops them (dropped_at).
+ */
+create table if not exists spectrum.detached_fact_partitions (
+  table_name text not null,
+  range_from timestamptz not null,
+  range_to timestamptz not null,
+  detached_at timestamptz not null,
+  dropped_at timestamptz,
+  constraint detached_fact_partitions_pkey primary key (table_name)
+);
+
+comment on table spectrum.detached_fact_partitions is 'Fact partitions detached by spectrum.maintenance (settings.fact_retention_months): standalone tables of schema spectrum until dropped_at (settings.fact_drop_after).';
+comment on column spectrum.detached_fact_partitions.table_name is 'Its name in schema spectrum since it was detached: the partition''s name, _detached_ and when.';
+comment on column spectrum.detached_fact_partitions.range_from is 'The facts it holds occurred at or after this (its partition bound).';
+comment on column spectrum.detached_fact_partitions.range_to is 'The facts it holds occurred before this.';
+comment on column spectrum.detached_fact_partitions.dropped_at is 'When maintenance dropped it; null while it is kept.';
+
+grant select on spectrum.detached_fact_partitions to spectrum_operator, spectrum_definer;
+
+-- spectrum:object 245_fact_partition_ranges.sql 6592552d88fa36f1
+/*
+ * fact_partition_ranges: the attached partitions of spectrum.fact_events with their bounds, for
+ * maintenance's retention and health's checks. Bounds are read back in UTC whatever the
+ * session's time zone; a partition bounded by MINVALUE or MAXVALUE, or a default one, is left out.
+ */
+create or replace function spectrum.fact_partition_ranges()
+returns table (partition regclass, range_from timestamptz, range_to timestamptz)
+language plpgsql
+stable
+set timezone = 'UTC'
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return query
+    select b.oid::regclass,
+           substring(b.bound, $re$FROM \('([^']+)'\)$re$)::timestamptz,
+           substring(b.bound, $re$TO \('([^']+)'\)$re$)::timestamptz
+      from (select c.oid, pg_get_expr(c.relpartbound, c.oid) as bound
+              from pg_inherits i
+              join pg_class c on c.oid = i.inhrelid
+             where i.inhparent = 'spectrum.fact_events'::regclass) b
+     where b.bound ~ $re$^FOR VALUES FROM \('[^']+'\) TO \('[^']+'\)$re$
+     order by 2;
+end
+$$;
+
+comment on function spectrum.fact_partition_ranges() is 'The partitions attached to spectrum.fact_events, each with the range of occurred_at it holds, oldest first.';
+
+revoke all on function spectrum.fact_partition_ranges() from public;
+grant execute on function spectrum.fact_partition_ranges() to spectrum_definer;
+
+-- spectrum:object 246_job_problems.sql d93b35b8272e284d
+/*
+ * job_problems: spectrum.health's check of the pg_cron jobs this database expects
+ * (spectrum.scheduled_jobs): each must be in cron.job, active, its last finished run not failed,
+ * and started at the latest time its schedule names that is p_late_after old. When pg_cron keeps
+ * its jobs in another database, or row security hides them, it says so in unchecked. pg_cron's
+ * settings are readable by superusers only: where pg_cron lives comes from scheduled_jobs.
+ * Runs as health's owner, spectrum_definer, which applySchedule lets read the jobs.
+ */
+create or replace function spectrum.job_problems(
+  p_late_after interval default '10 minutes',
+  out expected integer,
+  out checked integer,
+  out problems text[],
+  out unchecked text[]
+)
+language plpgsql
+stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_crondb text;
+  v_cron oid;
+  v_now timestamptz := now();
+  v_timezone text := 'UTC';
+  v_job record;
+  v_due timestamptz;
+begin
+  problems := '{}';
+  unchecked := '{}';
+  checked := 0;
+  -- pg_cron's settings are for superusers: applySchedule recorded where its jobs are.
+  select count(*), min(cron_database) into expected, v_crondb from spectrum.scheduled_jobs;
+  if expected = 0 then
+    unchecked := unchecked || 'jobs: none expected (spectrum.scheduled_jobs is empty): no pg_cron schedule was applied to this database; npm run migrate applies sql/schedule.json'::text;
+    return;
+  end if;
+  -- The extension's own schema is where CREATE EXTENSION ran; its tables are in schema cron.
+  select n.oid into v_cron from pg_namespace n
+   where n.nspname = 'cron' and exists (select from pg_extension e where e.extname = 'pg_cron');
+  if v_cron is null and v_crondb is distinct from current_database() then
+    unchecked := unchecked || format('jobs: pg_cron keeps its jobs in database %s (cron.database_name), which this database cannot read: the %s jobs of spectrum.scheduled_jobs are not checked; check cron.job and cron.job_run_details there',
+                                     v_crondb, expected);
+    return;
+  elsif v_cron is null then
+    problems := problems || format('jobs: CREATE EXTENSION pg_cron was not run in this database (cron.database_name), so the %s jobs of spectrum.scheduled_jobs do not run', expected);
+    return;
+  end if;
+  -- pg_cron's row security shows each user its own jobs: health's owner needs a policy of its own.
+  if not has_schema_privilege(v_cron, 'usage')
+     or not (exists (select from pg_policy p, unnest(p.polroles) g(role)
+                      where p.polrelid = format('%I.job', v_cron::regnamespace)::regclass
+                        and g.role <> 0 and pg_has_role(g.role, 'usage'))
+             or exists (select from pg_roles where rolname = current_user and (rolsuper or rolbypassrls))) then
+    unchecked := unchecked || format('jobs: cron.job is in this database but row security hides its rows from %s, the owner of spectrum.health: the %s jobs of spectrum.scheduled_jobs are not checked; apply the schedule (npm run migrate) as the owner of pg_cron',
+                                     current_user, expected);
+    return;
+  end if;
+  begin
+    v_timezone := coalesce(current_setting('cron.timezone', true), 'UTC');
+  exception when insufficient_privilege then
+    null; -- pg_cron 1.5 and later may hide it; before 1.5 schedules are in UTC
+  end;
+
+  -- Dynamic: the schema exists only in pg_cron's database.
+  for v_job in execute format($q$
+      select s.name, s.schedule as want_schedule, s.command as want_command, s.applied_at,
+             j.jobid, j.schedule, j.command, j.active,
+             l.status as last_status, l.start_time as last_start,
+             f.status as finished_status, f.start_time as finished_start, f.return_message
+        from spectrum.scheduled_jobs s
+        left join lateral (select * from %1$I.job j
+                            where j.jobname = s.name and j.database = pg_catalog.current_database()
+                            order by j.active desc, j.jobid limit 1) j on true
+        left join lateral (select d.status, d.start_time from %1$I.job_run_details d
+                            where d.jobid = j.jobid order by d.runid desc limit 1) l on true
+        left join lateral (select d.status, d.start_time, d.return_message from %1$I.job_run_details d
+                            where d.jobid = j.jobid and d.status in ('succeeded', 'failed')
+                            order by d.runid desc limit 1) f on true
+       order by s.name$q$, v_cron::regnamespace)
+  loop
+    checked := checked + 1;
+    if v_job.jobid is null then
+      problems := problems || format('job %s: not in cron.job for this database (expected since %s): npm run migrate schedules it again',
+                                     v_job.name, date_trunc('second', v_job.applied_at));
+      continue;
+    end if;
+    if not v_job.active then
+      problems := problems || format('job %s: inactive (cron.job.active is false): select cron.alter_job(%s, active => true)',
+                                     v_job.name, v_job.jobid);
+      continue;
+    end if;
+    if (v_job.schedule, v_job.command) is distinct from (v_job.want_schedule, v_job.want_command) then
+      problems := problems || format('job %s: cron.job runs %L on %L, not %L on %L as sql/schedule.json was applied: npm run migrate restores it',
+                                     v_job.name, v_job.command, v_job.schedule, v_job.want_command, v_job.want_schedule);
+    end if;
+    if v_job.finished_status = 'failed' then
+      problems := problems || format('job %s: its last run, started %s, failed: %s',
+                                     v_job.name, date_trunc('second', v_job.finished_start), coalesce(v_job.return_message, '(no message)'));
+    end if;
+    continue when v_job.last_status in ('starting', 'running');
+    v_due := spectrum.cron_previous_run(v_job.schedule, v_now - p_late_after, v_timezone);
+    if v_due is null then
+      unchecked := unchecked || format('job %s: schedule %L not understood: whether it runs late is not checked', v_job.name, v_job.schedule);
+    elsif v_due > v_job.applied_at and (v_job.last_start is null or v_job.last_start < v_due) then
+      problems := problems || format('job %s: late: its schedule %L named %s, more than %s ago, and it has not started since %s',
+                                     v_job.name, v_job.schedule, date_trunc('second', v_due), p_late_after,
+                                     coalesce(date_trunc('second', v_job.last_start)::text,
+                                              format('it was applied at %s (no run in cron.job_run_details: is pg_cron loaded, is cron.log_run on?)',
+                                                     date_trunc('second', v_job.applied_at))));
+    end if;
+  end loop;
+end
+$$;
+
+comment on function spectrum.job_problems(interval) is
+  'spectrum.health''s check of the jobs of spectrum.scheduled_jobs in cron.job and cron.job_run_details: how many are expected and were checked, the problems, and what could not be checked.';
+
+revoke all on function spectrum.job_problems(interval) from public;
+grant execute on function spectrum.job_problems(interval) to spectrum_definer;
+
+-- spectrum:object 250_maintenance.sql dece1f561486a8f7
+/*
+ * maintenance: the hourly housekeeping (fact partitions ahead, fact partition retention, raw
+ * retention, run history, the done id_floor), CALLed by the pg_cron job of schedule.json or by
+ * its owner. It commits between steps and chunks, so CALL it outside a transaction block; one
+ * run at a time. Fact retention is read from spectrum.settings (off by default).
+ */
+create or replace procedure spectrum.maintenance(
+  p_months_ahead integer default 3,
+  p_retention interval default '90 days',
+  p_cron_history interval default '7 days',
+  p_batch_size integer default 10000
+)
+language plpgsql
+as $$
+declare
+  v_lock constant bigint := pg_catalog.hashtext('spectrum.maintenance')::bigint;
+  v_holder integer;
+  v_taken_over boolean := false;
+  v_run_id bigint;
+  v_now timestamptz := pg_catalog.clock_timestamp();
+  v_created integer;
+  v_cutoff timestamptz;
+  v_range integer;
+  v_from uuid;
+  v_to uuid;
+  v_ids uuid[];
+  v_floor uuid;
+  v_first uuid;
+  v_n bigint;
+  v_deleted bigint := 0;
+  v_pruned bigint;
+  v_note text;
+  v_cron_note text;
+  v_cron oid;
+  v_keep_months integer;
+  v_drop_after interval;
+  v_keep_from timestamptz;
+  v_part regclass;
+  v_part_from timestamptz;
+  v_part_to timestamptz;
+  v_table text;
+  v_detached integer := 0;
+  v_dropped integer := 0;
+  v_overdue integer;
+begin
+  if p_months_ahead is null or p_months_ahead not between 0 and 120 then
+    raise exception 'p_months_ahead must be from 0 to 120, got %', p_months_ahead
+      using hint = 'Call it as CALL spectrum.maintenance(p_months_ahead => 3).', errcode = '22023';
+  end if;
+  if p_retention is null or p_retention <= interval '0' then
+    raise exception 'p_retention must be a positive interval, got %', p_retention
+      using hint = 'Call it as CALL spectrum.maintenance(p_retention => ''90 days'').', errcode = '22023';
+  end if;
+  if p_cron_history is null or p_cron_history < interval '0' then
+    raise exception 'p_cron_history must be an interval of zero or more, got %', p_cron_history
+      using hint = 'Call it as CALL spectrum.maintenance(p_cron_history => ''7 days'').', errcode = '22023';
+  end if;
+  if p_batch_size is null or p_batch_size < 1 then
+    raise exception 'p_batch_size must be a positive integer, got %', p_batch_size
+      using hint = 'Call it as CALL spectrum.maintenance(p_batch_size => 10000).', errcode = '22023';
+  end if;
+
+  -- Taken by each transaction of the run: a session lock would outlive an error in psql, and
+  -- every later call would stand down for good.
+  if not pg_catalog.pg_try_advisory_xact_lock(v_lock) then
+    select l.pid into v_holder
+      from pg_catalog.pg_locks l
+     where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+       and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+       and l.classid = ((v_lock >> 32) & 4294967295)::oid and l.objid = (v_lock & 4294967295)::oid
+     limit 1;
+    raise notice 'spectrum.maintenance: another maintenance is running (backend pid %): nothing done', v_holder;
+    return;
+  end if;
+
+  insert into spectrum.maintenance_runs (started_at) values (v_now) returning run_id into v_run_id;
+
+  -- 1. Fact partitions: a lock timeout (see 122_ensure_fact_partitions.sql) leaves them to the
+  -- next run.
+  begin
+    v_created := spectrum.ensure_fact_partitions(array(
+      select (pg_catalog.date_trunc('month', v_now at time zone 'UTC') + pg_catalog.make_interval(months => m)) at time zone 'UTC'
+        from pg_catalog.generate_series(0, p_months_ahead) m));
+  exception when lock_not_available then
+    v_created := 0;
+    v_note := 'fact partitions not created: a lock wait timed out behind running pipeline batches (the next run retries)';
+    raise notice 'spectrum.maintenance: %', v_note;
+  end;
+  update spectrum.maintenance_runs set partitions_created = v_created, note = v_note where run_id = v_run_id;
+  commit;
+
+  -- 2. Fact retention: partitions wholly before this month minus fact_retention_months are
+  -- detached and renamed (the pipeline creates the partition again for a late event of that
+  -- month, under the usual name), then dropped fact_drop_after later. DETACH and DROP lock
+  -- fact_events or the dimensions exclusively, so they wait behind running batches, which wait
+  -- behind them: lock_timeout bounds that, and what is busy is left to the next run.
+  select fact_retention_months, fact_drop_after into v_keep_months, v_drop_after from spectrum.settings;
+  if v_keep_months is not null then
+    v_keep_from := (pg_catalog.date_trunc('month', v_now at time zone 'UTC')
+                    - pg_catalog.make_interval(months => v_keep_months)) at time zone 'UTC';
+    for v_part, v_part_from, v_part_to in
+      select r.partition, r.range_from, r.range_to from spectrum.fact_partition_ranges() r where r.range_to <= v_keep_from
+    loop
+      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+      exit when v_taken_over;
+      select pg_catalog.left(c.relname, 31) || '_detached_' || pg_catalog.to_char(v_now at time zone 'UTC', 'YYYYMMDD_HH24MISS_US')
+        into v_table
+        from pg_catalog.pg_class c where c.oid = v_part;
+      begin
+        perform pg_catalog.set_config('lock_timeout', '5s', true);
+        execute pg_catalog.format('alter table spectrum.fact_events detach partition %s', v_part);
+        execute pg_catalog.format('alter table %s rename to %I', v_part, v_table);
+        execute pg_catalog.format('comment on table spectrum.%I is %L', v_table, pg_catalog.format(
+          'Facts that occurred in %s (UTC), detached from spectrum.fact_events by spectrum.maintenance (settings.fact_retention_months); dropped after settings.fact_drop_after.',
+          pg_catalog.to_char(v_part_from at time zone 'UTC', 'YYYY-MM')));
+        insert into spectrum.detached_fact_partitions (table_name, range_from, range_to, detached_at)
+        values (v_table, v_part_from, v_part_to, v_now);
+        v_detached := v_detached + 1;
+      exception when lock_not_available then
+        v_note := pg_catalog.concat_ws('; ', v_note, pg_catalog.format(
+          'fact partition %s not detached: a lock wait timed out behind running batches or readers (the next run retries)', v_part));
+        raise notice 'spectrum.maintenance: fact partition % not detached: busy (the next run retries)', v_part;
+        exit;
+      end;
+      update spectrum.maintenance_runs set partitions_detached = v_detached where run_id = v_run_id;
+      commit;
+    end loop;
+    select pg_catalog.count(*) into v_overdue from spectrum.fact_partition_ranges() r where r.range_to <= v_keep_from;
+  end if;
+  if v_drop_after is not null and not v_taken_over then
+    for v_table in
+      select d.table_name from spectrum.detached_fact_partitions d
+       where d.dropped_at is null and d.detached_at <= v_now - v_drop_after
+       order by d.range_from
+    loop
+      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+      exit when v_taken_over;
+      begin
+        perform pg_catalog.set_config('lock_timeout', '5s', true);
+        execute pg_catalog.format('drop table if exists spectrum.%I', v_table);
+        update spectrum.detached_fact_partitions set dropped_at = v_now where table_name = v_table;
+        v_dropped := v_dropped + 1;
+      exception when lock_not_available then
+        v_note := pg_catalog.concat_ws('; ', v_note, pg_catalog.format(
+          'detached fact partition %s not dropped: a lock wait timed out (the next run retries)', v_table));
+        raise notice 'spectrum.maintenance: detached fact partition % not dropped: busy (the next run retries)', v_table;
+        exit;
+      end;
+      update spectrum.maintenance_runs set partitions_dropped = v_dropped where run_id = v_run_id;
+      commit;
+    end loop;
+  end if;
+  update spectrum.maintenance_runs
+     set fact_retention_months = v_keep_months, partitions_overdue = v_overdue, note = v_note
+   where run_id = v_run_id;
+  commit;
+
+  -- 3. Retention of done rows, keyset on id, in two ranges: time-ordered ids below
+  -- uuid_v7(cutoff), other ids (gen_random_uuid, imports) above uuid_v7(now + 1 day), where no
+  -- time-ordered id is; the few between are never found. event_registry is kept whole: a late
+  -- retry of an old event must replace its fact, not add one.
+  v_cutoff := v_now - p_retention;
+  <<ranges>>
+  for v_range in 1..2 loop
+    if v_range = 1 then
+      v_from := '00000000-0000-0000-0000-000000000000';
+      v_to := spectrum.uuid_v7(v_cutoff);
+    else
+      v_from := spectrum.uuid_v7(v_now + interval '1 day');
+      v_to := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+    end if;
+    loop
+      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+      exit ranges when v_taken_over;
+      select pg_catalog.array_agg(id order by id)
+        into v_ids
+        from (select id
+                from spectrum.raw_events
+               where id >= v_from and id <= v_to
+                 and status = 'done' and received_at < v_cutoff
+               order by id
+               limit p_batch_size
+                 for update skip locked) doomed;
+      exit when v_ids is null;
+      delete from spectrum.raw_events where id = any (v_ids);
+      get diagnostics v_n = row_count;
+      v_deleted := v_deleted + v_n;
+      -- Inclusive: that row is gone now, and the range's first bound must be inclusive too.
+      v_from := v_ids[pg_catalog.cardinality(v_ids)];
+      update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
+      commit;
+    end loop;
+  end loop;
+
+  if v_taken_over then
+    update spectrum.maintenance_runs
+       set finished_at = pg_catalog.clock_timestamp(),
+           note = pg_catalog.concat_ws('; ', v_note, 'stopped during retention: another maintenance run took over')
+     where run_id = v_run_id;
+    commit;
+    raise notice 'spectrum.maintenance: another maintenance run took over: stopped after % fact partitions created, % done raw rows deleted',
+      v_created, v_deleted;
+    return;
+  end if;
+
+  -- 4. Run history (the last retention transaction still holds the run lock).
+  select n.oid into v_cron from pg_catalog.pg_namespace n where n.nspname = 'cron';
+  if v_cron is null or not pg_catalog.has_schema_privilege(v_cron, 'usage') then
+    v_cron_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
+                   || coalesce(pg_catalog.current_setting('cron.database_name', true), '?')
+                   || '): prune it there';
+    raise notice 'spectrum.maintenance: %', v_cron_note;
+  elsif not coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('cron.job_run_details'), 'delete'), false) then
+    v_cron_note := 'no delete privilege on cron.job_run_details: not pruned';
+    raise notice 'spectrum.maintenance: %', v_cron_note;
+  else
+    -- Dynamic: the table exists only in pg_cron's database.
+    execute pg_catalog.format('delete from %s.job_run_details where coalesce(end_time, start_time) < $1', v_cron::regnamespace)
+      using v_now - p_cron_history;
+    get diagnostics v_pruned = row_count;
+  end if;
+  delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
+
+  -- 5. Raise the done id_floor (see 031_status_totals.sql) under the counter row's lock: a batch
+  -- that made a lower row done has committed, so the search sees it, or lowers the floor after.
+  select id_floor into v_floor from spectrum.status_totals where status = 'done' for update;
+  if found then
+    select id into v_first from spectrum.raw_events where status = 'done' and id >= v_floor order by id limit 1;
+    if v_first > v_floor then
+      update spectrum.status_totals set id_floor = v_first where status = 'done';
+    end if;
+  end if;
+
+  update spectrum.maintenance_runs
+     set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned,
+         note = nullif(pg_catalog.concat_ws('; ', v_note, v_cron_note), '')
+   where run_id = v_run_id;
+  commit;
+  raise notice 'spectrum.maintenance: % fact partitions created, % detached, % dropped, % done raw rows received before % deleted, % cron.job_run_details rows pruned',
+    v_created, v_detached, v_dropped, v_deleted, v_cutoff, coalesce(v_pruned::text, 'no');
+end
+$$;
+
+comment on procedure spectrum.maintenance(integer, interval, interval, integer) is
+  'Hourly housekeeping: creates fact partitions p_months_ahead (default 3) months ahead, detaches fact partitions older than spectrum.settings.fact_retention_months (off by default) and drops them fact_drop_after later, deletes done raw rows older than p_retention (default 90 days) in committed chunks of p_batch_size without blocking anyone (failed rows are kept), prunes cron.job_run_details older than p_cron_history (default 7 days) when pg_cron is in this database. One run at a time; records each run in spectrum.maintenance_runs. CALL it outside a transaction block.';
+
+revoke all on procedure spectrum.maintenance(integer, interval, interval, integer) from public;
+
+-- spectrum:object 251_maintenance_runs.sql 3415d1851b361bfc
+/*
+ * maintenance_runs: one row per spectrum.maintenance run, written as it goes (a dead run shows
+ * finished_at null); pg_cron keeps no notices, so this is where an operator sees what it did.
+ */
+create table if not exists spectrum.maintenance_runs (
+  run_id bigint generated always as identity,
+  started_at timestamptz not null,
+  finished_at timestamptz,
+  partitions_created integer not null default 0,
+  raw_deleted bigint not null default 0,
+  cron_details_deleted bigint,
+  note text,
+  constraint maintenance_runs_pkey primary key (run_id)
+);
+
+-- Columns added after the first release go last, in the same order on new and old databases.
+alter table spectrum.maintenance_runs
+  add column if not exists fact_retention_months integer,
+  add column if not exists partitions_detached integer not null default 0,
+  add column if not exists partitions_dropped integer not null default 0,
+  add column if not exists partitions_overdue integer;
+
+create index if not exists maintenance_runs_started_at_idx on spectrum.maintenance_runs (started_at);
+
+comment on table spectrum.maintenance_runs is 'One row per spectrum.maintenance call: fact partitions created, detached and dropped, done raw rows deleted by retention, cron.job_run_details rows pruned.';
+comment on column spectrum.maintenance_runs.finished_at is 'Null while the run is going, or when it died.';
+comment on column spectrum.maintenance_runs.raw_deleted is 'Done raw_events rows older than the retention deleted so far (committed chunk by chunk).';
+comment on column spectrum.maintenance_runs.cron_details_deleted is 'cron.job_run_details rows pruned; null when pg_cron''s tables are not in this database (see note).';
+comment on column spectrum.maintenance_runs.note is 'Why a step was skipped, if one was.';
+comment on column spectrum.maintenance_runs.fact_retention_months is 'spectrum.settings.fact_retention_months when the run read it; null: facts kept forever.';
+comment on column spectrum.maintenance_runs.partitions_detached is 'Fact partitions older than the retention detached (see spectrum.detached_fact_partitions).';
+comment on column spectrum.maintenance_runs.partitions_dropped is 'Detached fact partitions dropped, fact_drop_after after they were detached.';
+comment on column spectrum.maintenance_runs.partitions_overdue is 'Fact partitions older than the retention still attached when the run ended (busy: the next run retries); null when retention is off.';
+
+grant select on spectrum.maintenance_runs to spectrum_operator, spectrum_definer;

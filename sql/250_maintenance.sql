@@ -1,7 +1,8 @@
 /*
- * maintenance: the hourly housekeeping (fact partitions ahead, retention, run history, the done
- * id_floor), CALLed by the pg_cron job of schedule.json or by its owner. It commits between
- * steps and chunks, so CALL it outside a transaction block; one run at a time.
+ * maintenance: the hourly housekeeping (fact partitions ahead, fact partition retention, raw
+ * retention, run history, the done id_floor), CALLed by the pg_cron job of schedule.json or by
+ * its owner. It commits between steps and chunks, so CALL it outside a transaction block; one
+ * run at a time. Fact retention is read from spectrum.settings (off by default).
  */
 create or replace procedure spectrum.maintenance(
   p_months_ahead integer default 3,
@@ -31,6 +32,16 @@ declare
   v_note text;
   v_cron_note text;
   v_cron oid;
+  v_keep_months integer;
+  v_drop_after interval;
+  v_keep_from timestamptz;
+  v_part regclass;
+  v_part_from timestamptz;
+  v_part_to timestamptz;
+  v_table text;
+  v_detached integer := 0;
+  v_dropped integer := 0;
+  v_overdue integer;
 begin
   if p_months_ahead is null or p_months_ahead not between 0 and 120 then
     raise exception 'p_months_ahead must be from 0 to 120, got %', p_months_ahead
@@ -78,7 +89,73 @@ begin
   update spectrum.maintenance_runs set partitions_created = v_created, note = v_note where run_id = v_run_id;
   commit;
 
-  -- 2. Retention of done rows, keyset on id, in two ranges: time-ordered ids below
+  -- 2. Fact retention: partitions wholly before this month minus fact_retention_months are
+  -- detached and renamed (the pipeline creates the partition again for a late event of that
+  -- month, under the usual name), then dropped fact_drop_after later. DETACH and DROP lock
+  -- fact_events or the dimensions exclusively, so they wait behind running batches, which wait
+  -- behind them: lock_timeout bounds that, and what is busy is left to the next run.
+  select fact_retention_months, fact_drop_after into v_keep_months, v_drop_after from spectrum.settings;
+  if v_keep_months is not null then
+    v_keep_from := (pg_catalog.date_trunc('month', v_now at time zone 'UTC')
+                    - pg_catalog.make_interval(months => v_keep_months)) at time zone 'UTC';
+    for v_part, v_part_from, v_part_to in
+      select r.partition, r.range_from, r.range_to from spectrum.fact_partition_ranges() r where r.range_to <= v_keep_from
+    loop
+      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+      exit when v_taken_over;
+      select pg_catalog.left(c.relname, 31) || '_detached_' || pg_catalog.to_char(v_now at time zone 'UTC', 'YYYYMMDD_HH24MISS_US')
+        into v_table
+        from pg_catalog.pg_class c where c.oid = v_part;
+      begin
+        perform pg_catalog.set_config('lock_timeout', '5s', true);
+        execute pg_catalog.format('alter table spectrum.fact_events detach partition %s', v_part);
+        execute pg_catalog.format('alter table %s rename to %I', v_part, v_table);
+        execute pg_catalog.format('comment on table spectrum.%I is %L', v_table, pg_catalog.format(
+          'Facts that occurred in %s (UTC), detached from spectrum.fact_events by spectrum.maintenance (settings.fact_retention_months); dropped after settings.fact_drop_after.',
+          pg_catalog.to_char(v_part_from at time zone 'UTC', 'YYYY-MM')));
+        insert into spectrum.detached_fact_partitions (table_name, range_from, range_to, detached_at)
+        values (v_table, v_part_from, v_part_to, v_now);
+        v_detached := v_detached + 1;
+      exception when lock_not_available then
+        v_note := pg_catalog.concat_ws('; ', v_note, pg_catalog.format(
+          'fact partition %s not detached: a lock wait timed out behind running batches or readers (the next run retries)', v_part));
+        raise notice 'spectrum.maintenance: fact partition % not detached: busy (the next run retries)', v_part;
+        exit;
+      end;
+      update spectrum.maintenance_runs set partitions_detached = v_detached where run_id = v_run_id;
+      commit;
+    end loop;
+    select pg_catalog.count(*) into v_overdue from spectrum.fact_partition_ranges() r where r.range_to <= v_keep_from;
+  end if;
+  if v_drop_after is not null and not v_taken_over then
+    for v_table in
+      select d.table_name from spectrum.detached_fact_partitions d
+       where d.dropped_at is null and d.detached_at <= v_now - v_drop_after
+       order by d.range_from
+    loop
+      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+      exit when v_taken_over;
+      begin
+        perform pg_catalog.set_config('lock_timeout', '5s', true);
+        execute pg_catalog.format('drop table if exists spectrum.%I', v_table);
+        update spectrum.detached_fact_partitions set dropped_at = v_now where table_name = v_table;
+        v_dropped := v_dropped + 1;
+      exception when lock_not_available then
+        v_note := pg_catalog.concat_ws('; ', v_note, pg_catalog.format(
+          'detached fact partition %s not dropped: a lock wait timed out (the next run retries)', v_table));
+        raise notice 'spectrum.maintenance: detached fact partition % not dropped: busy (the next run retries)', v_table;
+        exit;
+      end;
+      update spectrum.maintenance_runs set partitions_dropped = v_dropped where run_id = v_run_id;
+      commit;
+    end loop;
+  end if;
+  update spectrum.maintenance_runs
+     set fact_retention_months = v_keep_months, partitions_overdue = v_overdue, note = v_note
+   where run_id = v_run_id;
+  commit;
+
+  -- 3. Retention of done rows, keyset on id, in two ranges: time-ordered ids below
   -- uuid_v7(cutoff), other ids (gen_random_uuid, imports) above uuid_v7(now + 1 day), where no
   -- time-ordered id is; the few between are never found. event_registry is kept whole: a late
   -- retry of an old event must replace its fact, not add one.
@@ -126,7 +203,7 @@ begin
     return;
   end if;
 
-  -- 3. Run history (the last retention transaction still holds the run lock).
+  -- 4. Run history (the last retention transaction still holds the run lock).
   select n.oid into v_cron from pg_catalog.pg_namespace n where n.nspname = 'cron';
   if v_cron is null or not pg_catalog.has_schema_privilege(v_cron, 'usage') then
     v_cron_note := 'cron.job_run_details is not in this database (pg_cron runs from database '
@@ -144,7 +221,7 @@ begin
   end if;
   delete from spectrum.maintenance_runs where started_at < v_now - p_cron_history;
 
-  -- 4. Raise the done id_floor (see 031_status_totals.sql) under the counter row's lock: a batch
+  -- 5. Raise the done id_floor (see 031_status_totals.sql) under the counter row's lock: a batch
   -- that made a lower row done has committed, so the search sees it, or lowers the floor after.
   select id_floor into v_floor from spectrum.status_totals where status = 'done' for update;
   if found then
@@ -159,12 +236,12 @@ begin
          note = nullif(pg_catalog.concat_ws('; ', v_note, v_cron_note), '')
    where run_id = v_run_id;
   commit;
-  raise notice 'spectrum.maintenance: % fact partitions created, % done raw rows received before % deleted, % cron.job_run_details rows pruned',
-    v_created, v_deleted, v_cutoff, coalesce(v_pruned::text, 'no');
+  raise notice 'spectrum.maintenance: % fact partitions created, % detached, % dropped, % done raw rows received before % deleted, % cron.job_run_details rows pruned',
+    v_created, v_detached, v_dropped, v_deleted, v_cutoff, coalesce(v_pruned::text, 'no');
 end
 $$;
 
 comment on procedure spectrum.maintenance(integer, interval, interval, integer) is
-  'Hourly housekeeping: creates fact partitions p_months_ahead (default 3) months ahead, deletes done raw rows older than p_retention (default 90 days) in committed chunks of p_batch_size without blocking anyone (failed rows are kept), prunes cron.job_run_details older than p_cron_history (default 7 days) when pg_cron is in this database. One run at a time; records each run in spectrum.maintenance_runs. CALL it outside a transaction block.';
+  'Hourly housekeeping: creates fact partitions p_months_ahead (default 3) months ahead, detaches fact partitions older than spectrum.settings.fact_retention_months (off by default) and drops them fact_drop_after later, deletes done raw rows older than p_retention (default 90 days) in committed chunks of p_batch_size without blocking anyone (failed rows are kept), prunes cron.job_run_details older than p_cron_history (default 7 days) when pg_cron is in this database. One run at a time; records each run in spectrum.maintenance_runs. CALL it outside a transaction block.';
 
 revoke all on procedure spectrum.maintenance(integer, interval, interval, integer) from public;

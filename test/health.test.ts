@@ -1,7 +1,9 @@
 /*
  * spectrum.health(): one row saying whether the pipeline keeps up (a stale backlog, a failure
- * rate, a last run that died), with thresholds by name. Each test starts after a clean run of
- * 20 events.
+ * rate, a last run that died, next month's fact partition, old partitions that retention left),
+ * with thresholds by name, and what it cannot check: here pg_cron lives in another database
+ * (its jobs are checked in schedule.test.ts). Each test starts after a clean run of 20 events,
+ * with the partitions maintenance makes and no expected job.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { insertEvents, runPipeline, testDatabase, type TestDb } from './helpers/db.ts';
@@ -26,6 +28,9 @@ describe('spectrum.health()', () => {
     values ('{}', now() - interval '3 minutes'), ('{}', now() - interval '25 minutes')`;
   beforeEach(async () => {
     await fresh(db.sql);
+    await db.sql`truncate spectrum.scheduled_jobs`;
+    await db.sql`update spectrum.settings set fact_retention_months = null`;
+    await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
     await insertEvents(db.sql, valid(20));
     await runPipeline(db.sql);
   });
@@ -87,6 +92,63 @@ describe('spectrum.health()', () => {
     expect(died.ok).toBe(false);
     expect(died.problems).toHaveLength(1);
     expect(died.last_success_at).not.toBeNull();
+  });
+
+  it("flags next month's missing fact partition, until maintenance creates it", async () => {
+    const h = await health();
+    expect(h.next_fact_partition_exists).toBe(true);
+    await db.sql`drop table ${db.sql(`spectrum.${h.next_fact_partition}`)}`;
+    const missing = await health();
+    expect(missing.next_fact_partition_exists).toBe(false);
+    expect(missing.ok).toBe(false);
+    expect(missing.problems).toEqual([expect.stringContaining(h.next_fact_partition)]);
+    await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+    expect((await health()).ok).toBe(true);
+  });
+
+  it('says it cannot check the jobs when pg_cron keeps them in another database', async () => {
+    const none = await health();
+    expect(none.jobs_expected).toBe(0);
+    expect(none.unchecked).toEqual([expect.stringMatching(/^jobs: none expected/)]);
+    await db.sql`
+      insert into spectrum.scheduled_jobs (name, schedule, command, cron_database)
+      values ('spectrum.process_pending', '*/5 * * * *', 'CALL spectrum.process_pending()',
+              'postgres'),
+             ('spectrum.maintenance', '17 * * * *', 'CALL spectrum.maintenance()', 'postgres')`;
+    const h = await health();
+    expect(h.ok).toBe(true);
+    expect(h.jobs_expected).toBe(2);
+    expect(h.jobs_checked).toBe(0);
+    expect(h.unchecked).toHaveLength(1);
+    expect(h.unchecked[0]).toMatch(/^jobs: pg_cron keeps its jobs in database postgres/);
+  });
+
+  it('flags fact partitions past the retention that maintenance could not detach', async () => {
+    const [{ old }] = (await db.sql`
+      select (date_trunc('month', now() at time zone 'UTC') - interval '3 years')
+             at time zone 'UTC' as old`) as unknown as [{ old: Date }];
+    await db.sql`select spectrum.ensure_fact_partitions(array[${old}::timestamptz])`;
+    await db.sql`update spectrum.settings set fact_retention_months = 12`;
+    // Set, but no maintenance run has tried yet: not a problem.
+    const pending = await health();
+    expect(pending.fact_partitions_overdue).toBe(1);
+    expect(pending.ok).toBe(true);
+    const reader = await db.sql.reserve();
+    try {
+      await reader`begin`;
+      await reader`select count(*) from spectrum.fact_events`; // a long report holds it
+      await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+      await reader`commit`;
+    } finally {
+      reader.release();
+    }
+    const busy = await health();
+    expect(busy.ok).toBe(false);
+    expect(busy.problems).toEqual([expect.stringMatching(/^retention: 1 fact partitions/)]);
+    await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+    const done = await health();
+    expect(done.fact_partitions_overdue).toBe(0);
+    expect(done.ok).toBe(true);
   });
 
   it('is callable by the operator role', async () => {

@@ -1,12 +1,13 @@
 /*
- * CALL spectrum.maintenance(): fact partitions ahead, retention of old done rows in chunks
- * that skip locked rows, the cron history it may not reach, its advisory lock, its arguments
- * and who may call it. Each test starts from an empty raw_events.
+ * CALL spectrum.maintenance(): fact partitions ahead, retention of old fact partitions
+ * (spectrum.settings) and of old done rows in chunks that skip locked rows, the cron history it
+ * may not reach, its advisory lock, its arguments and who may call it. Each test starts from an
+ * empty raw_events, with fact retention off.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect } from '../scripts/lib/db.ts';
-import { testDatabase, type TestDb } from './helpers/db.ts';
-import { counterIsExact, fresh, loginRole, type Login } from './helpers/fixtures.ts';
+import { insertEvents, testDatabase, type TestDb } from './helpers/db.ts';
+import { ACCOUNT, counterIsExact, fresh, loginRole, type Login } from './helpers/fixtures.ts';
 
 let db: TestDb;
 let operator: Login;
@@ -51,7 +52,10 @@ describe('CALL spectrum.maintenance()', () => {
     return old;
   };
 
-  beforeEach(() => fresh(db.sql));
+  beforeEach(async () => {
+    await fresh(db.sql);
+    await db.sql`update spectrum.settings set fact_retention_months = null, fact_drop_after = '7 days'`;
+  });
 
   it('creates the fact partitions of this month and three ahead', async () => {
     await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
@@ -224,6 +228,174 @@ describe('CALL spectrum.maintenance()', () => {
       }
     },
   );
+
+  describe('fact retention', () => {
+    /** The first day (UTC) of the month `back` months before this one. */
+    const monthsAgo = async (back: number) =>
+      (
+        await db.sql`
+          select (date_trunc('month', now() at time zone 'UTC') - make_interval(months => ${back}))
+                 at time zone 'UTC' as m`
+      )[0]!.m as Date;
+    const attached = async () =>
+      (await db.sql`select partition::text as p from spectrum.fact_partition_ranges()`).map(
+        (r) => r.p as string,
+      );
+    const name = (m: Date) =>
+      `spectrum.fact_events_${m.toISOString().slice(0, 7).replace('-', '_')}`;
+    /** Partitions 40, 13 and 12 months back, each with one fact, and this month's. */
+    const seedMonths = async () => {
+      const months = [await monthsAgo(40), await monthsAgo(13), await monthsAgo(12)];
+      // What earlier tests retired or wrote goes first.
+      for (const { table_name } of await db.sql`
+        select table_name from spectrum.detached_fact_partitions where dropped_at is null`)
+        await db.sql`drop table if exists ${db.sql(`spectrum.${table_name}`)}`;
+      await db.sql`truncate spectrum.detached_fact_partitions`;
+      await db.sql`delete from spectrum.fact_events where event_type in ('old', 'late')`;
+      await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+      await db.sql`
+        select spectrum.ensure_fact_partitions(${months.map((m) => m.toISOString())}::timestamptz[])`;
+      await db.sql`
+        insert into spectrum.dim_accounts (account_id, first_seen_at, last_seen_at)
+        values (${ACCOUNT}, now(), now()) on conflict do nothing`;
+      for (const m of months)
+        await db.sql`
+          insert into spectrum.fact_events (event_id, raw_event_id, event_type, occurred_at,
+                                            received_at, account_id, properties)
+          values (gen_random_uuid(), gen_random_uuid(), 'old', ${m}::timestamptz + interval '1 day',
+                  now(), ${ACCOUNT}, '{}')`;
+      return months;
+    };
+
+    it('is off by default: no partition is detached, however old', async () => {
+      const months = await seedMonths();
+      await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+      expect(await attached()).toEqual(expect.arrayContaining(months.map(name)));
+      const run = await lastRun();
+      expect(run).toMatchObject({
+        fact_retention_months: null,
+        partitions_detached: 0,
+        partitions_overdue: null,
+      });
+    });
+
+    it(
+      'detaches partitions older than fact_retention_months under a new name, ' +
+        'and the pipeline makes the month again for a late event',
+      async () => {
+        const [m40, m13, m12] = await seedMonths();
+        await db.sql`update spectrum.settings set fact_retention_months = 12`;
+        await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+        expect(await lastRun()).toMatchObject({
+          fact_retention_months: 12,
+          partitions_detached: 2,
+          partitions_dropped: 0,
+          partitions_overdue: 0,
+        });
+        expect((await lastRun())!.note).not.toMatch(/fact partition/);
+        const left = await attached();
+        expect(left).toContain(name(m12!));
+        expect(left).not.toContain(name(m13!));
+        expect(left).not.toContain(name(m40!));
+        const detached = await db.sql`
+          select table_name, range_from
+            from spectrum.detached_fact_partitions where dropped_at is null order by range_from`;
+        expect(detached.map((d) => d.range_from)).toEqual([m40, m13]);
+        const [seen] = await db.sql`
+          select count(*) filter (where occurred_at < ${m12!})::int as retired,
+                 count(*) filter (where occurred_at >= ${m12!})::int as kept
+            from spectrum.fact_events where event_type = 'old'`;
+        expect(seen!.retired).toBe(0);
+        expect(seen!.kept).toBeGreaterThan(0);
+        for (const d of detached) {
+          const [t] = await db.sql`
+            select count(*)::int as n from ${db.sql(`spectrum.${d.table_name}`)}`;
+          expect(t!.n).toBe(1); // kept whole until dropped
+        }
+        // A late event of a retired month: its partition is made again, under the usual name.
+        await insertEvents(db.sql, [
+          { event_type: 'late', account_id: ACCOUNT, timestamp: m13!.toISOString() },
+        ]);
+        await db.sql`call spectrum.process_pending()`;
+        const [raw] = await db.sql`
+          select status from spectrum.raw_events where payload->>'event_type' = 'late'`;
+        expect(raw!.status).toBe('done');
+        expect(await attached()).toContain(name(m13!));
+      },
+    );
+
+    it('drops detached partitions fact_drop_after later, never when it is null', async () => {
+      await seedMonths();
+      await db.sql`update spectrum.settings set fact_retention_months = 12, fact_drop_after = null`;
+      await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+      const kept = await db.sql`
+        select table_name from spectrum.detached_fact_partitions where dropped_at is null`;
+      expect(kept.length).toBeGreaterThanOrEqual(2);
+      await db.sql`update spectrum.detached_fact_partitions set detached_at = now() - interval '1 year'`;
+      await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+      expect((await lastRun())!.partitions_dropped).toBe(0);
+      await db.sql`update spectrum.settings set fact_drop_after = '30 days'`;
+      await db.sql`call spectrum.maintenance(p_retention => '10 years')`;
+      expect((await lastRun())!.partitions_dropped).toBe(kept.length);
+      for (const { table_name } of kept) {
+        const [t] = await db.sql`select to_regclass(${`spectrum.${table_name}`}) as t`;
+        expect(t!.t).toBeNull();
+      }
+      const [left] = await db.sql`
+        select count(*)::int as n from spectrum.detached_fact_partitions where dropped_at is null`;
+      expect(left!.n).toBe(0);
+    });
+
+    it(
+      'leaves a partition a running batch holds for the next run, ' +
+        'after a 5 s lock wait, keeping raw retention going',
+      async () => {
+        const [m40] = await seedMonths();
+        await insertOld('done', '100 days', 3);
+        await db.sql`select spectrum.recount_status()`;
+        await db.sql`update spectrum.settings set fact_retention_months = 12, fact_drop_after = '0'`;
+        const batch = await db.sql.reserve();
+        try {
+          // A batch's uncommitted dimension upsert and fact insert, as process_pending holds them.
+          await batch`begin`;
+          await batch`
+            update spectrum.dim_accounts set last_seen_at = now() where account_id = ${ACCOUNT}`;
+          await batch`
+            insert into spectrum.fact_events (event_id, raw_event_id, event_type, occurred_at,
+                                              received_at, account_id, properties)
+            values (gen_random_uuid(), gen_random_uuid(), 'late', ${m40!}::timestamptz, now(),
+                    ${ACCOUNT}, '{}')`;
+          const started = performance.now();
+          await db.sql`call spectrum.maintenance(p_retention => '90 days')`;
+          expect(performance.now() - started).toBeGreaterThan(4500);
+          const run = await lastRun();
+          expect(run).toMatchObject({ partitions_detached: 0, partitions_overdue: 2 });
+          expect(Number(run!.raw_deleted)).toBe(3);
+          expect(run!.finished_at).not.toBeNull();
+          expect(run!.note).toMatch(/not detached/);
+          await batch`commit`;
+        } finally {
+          await batch`rollback`.catch(() => {});
+          batch.release();
+        }
+        expect(await attached()).toContain(name(m40!));
+        await db.sql`call spectrum.maintenance(p_retention => '90 days')`;
+        expect(await lastRun()).toMatchObject({
+          partitions_detached: 2,
+          partitions_dropped: 2,
+          partitions_overdue: 0,
+        });
+        expect(await attached()).not.toContain(name(m40!));
+      },
+    );
+
+    it('refuses a retention under one month', async () => {
+      const err = await db.sql`update spectrum.settings set fact_retention_months = 0`.catch(
+        (e) => e,
+      );
+      expect(err.code).toBe('23514');
+    });
+  });
 
   it('refuses bad arguments with 22023', async () => {
     for (const args of [

@@ -1,8 +1,9 @@
 /*
  * The pg_cron schedule: applySchedule (sql/schedule.json) on a cluster of its own, where
- * pg_cron lives in the postgres database and the pipeline in others; maintenance pruning
- * cron.job_run_details where pg_cron lives in the pipeline's database; and the real tick on
- * the shared test server: a one-minute job that runs CALL spectrum.process_pending().
+ * pg_cron lives in the postgres database and the pipeline in others; where pg_cron lives in the
+ * pipeline's database, maintenance pruning cron.job_run_details and health checking the jobs
+ * applySchedule recorded; and the real tick on the shared test server: a one-minute job that
+ * runs CALL spectrum.process_pending().
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -145,9 +146,10 @@ describe('applySchedule, with pg_cron in another database', () => {
   );
 });
 
-describe('maintenance, with pg_cron in the same database', () => {
+describe('maintenance and health, with pg_cron in the same database', () => {
   let cluster: Awaited<ReturnType<typeof privateCluster>>;
   let sql: Sql;
+  let operator: Sql;
 
   beforeAll(async () => {
     cluster = await privateCluster({ cronDatabase: 'pipeline' });
@@ -156,10 +158,107 @@ describe('maintenance, with pg_cron in the same database', () => {
     await admin.end();
     await migrateWithPlan(cluster.url('pipeline'));
     sql = connect(cluster.url('pipeline'), { max: 1 });
+    await sql`create role watcher login in role spectrum_operator`;
+    const url = new URL(cluster.url('pipeline'));
+    url.username = 'watcher';
+    operator = connect(url.toString(), { max: 1 });
+  });
+  // No job, no run, nothing expected.
+  beforeEach(async () => {
+    await sql`select cron.unschedule(jobid) from cron.job`;
+    await sql`delete from cron.job_run_details`;
+    await sql`truncate spectrum.scheduled_jobs`;
   });
   afterAll(async () => {
+    await operator?.end();
     await sql?.end();
     cluster?.stop();
+  });
+
+  /** Workers beside the usual jobs, on a schedule that does not fire during the test. */
+  const yearly = (names: string[]): Job[] =>
+    names.map((name) => ({
+      name,
+      schedule: '0 0 1 1 *',
+      command: name.startsWith('spectrum.maintenance')
+        ? 'CALL spectrum.maintenance()'
+        : 'CALL spectrum.process_pending()',
+    }));
+  const threeJobs = yearly([
+    'spectrum.maintenance',
+    'spectrum.process_pending',
+    'spectrum.process_pending_2',
+  ]);
+  const health = async (as = sql) =>
+    (await as`select * from spectrum.health(p_max_failure_rate => 1)`)[0]!;
+
+  it('applySchedule records the jobs it applied; health checks each, for any caller', async () => {
+    await sql`call spectrum.maintenance()`; // partitions ahead
+    const lines: string[] = [];
+    await applySchedule(cluster.url('pipeline'), threeJobs, (l) => lines.push(l));
+    expect(lines).toHaveLength(3);
+    const recorded = await sql`
+      select name, schedule, command, cron_database from spectrum.scheduled_jobs order by name`;
+    expect(recorded).toEqual(threeJobs.map((j) => ({ ...j, cron_database: 'pipeline' })));
+    for (const as of [sql, operator]) {
+      const h = await health(as);
+      expect(h).toMatchObject({ ok: true, problems: [], unchecked: [] });
+      expect(h).toMatchObject({ jobs_expected: 3, jobs_checked: 3 });
+    }
+    // The operator itself sees no job: row security shows them to health's owner only.
+    const [seen] = await operator`select count(*)::int as n from cron.job`.catch(() => [{ n: 0 }]);
+    expect(seen!.n).toBe(0);
+
+    // A second apply changes no applied_at; a job removed from the file leaves the record.
+    const [before] = await sql`select max(applied_at) as at from spectrum.scheduled_jobs`;
+    await applySchedule(cluster.url('pipeline'), threeJobs.slice(0, 2), () => {});
+    const after = await sql`select name, applied_at from spectrum.scheduled_jobs order by name`;
+    expect(after.map((r) => r.name)).toEqual(['spectrum.maintenance', 'spectrum.process_pending']);
+    expect(after.map((r) => r.applied_at)).toEqual([before!.at, before!.at]);
+    expect((await health()).jobs_checked).toBe(2);
+  });
+
+  it('flags a job that is missing, inactive, failing or late', async () => {
+    await sql`call spectrum.maintenance()`;
+    await applySchedule(cluster.url('pipeline'), threeJobs, () => {});
+    const jobid = async (name: string) =>
+      (await sql`select jobid from cron.job where jobname = ${name}`)[0]!.jobid as string;
+    await sql`
+      insert into cron.job_run_details
+             (jobid, runid, job_pid, database, username, command, status, return_message,
+              start_time, end_time)
+      values (${await jobid('spectrum.process_pending_2')}, nextval('cron.runid_seq'), 1,
+              'pipeline', current_user, 'CALL spectrum.process_pending()', 'failed',
+              'ERROR:  canceling statement due to statement timeout',
+              now() - interval '1 minute', now())`;
+    await sql`select cron.alter_job(${await jobid('spectrum.maintenance')}::bigint, active => false)`;
+    await sql`select cron.unschedule(${await jobid('spectrum.process_pending')}::bigint)`;
+    const h = await health();
+    expect(h.ok).toBe(false);
+    expect([...h.problems].sort()).toEqual([
+      expect.stringMatching(/^job spectrum\.maintenance: inactive/),
+      expect.stringMatching(/^job spectrum\.process_pending: not in cron\.job/),
+      expect.stringMatching(
+        /^job spectrum\.process_pending_2: its last run, .* failed: .*statement timeout$/,
+      ),
+    ]);
+
+    // Applied two years ago, due every 1 January, never run: late, unless it runs.
+    await sql`select cron.alter_job(${await jobid('spectrum.maintenance')}::bigint, active => true)`;
+    await applySchedule(cluster.url('pipeline'), threeJobs, () => {});
+    await sql`delete from cron.job_run_details`;
+    await sql`update spectrum.scheduled_jobs set applied_at = now() - interval '2 years'`;
+    const late = await health();
+    expect(late.problems).toHaveLength(3);
+    for (const p of late.problems) expect(p).toMatch(/: late: its schedule '0 0 1 1 \*' named /);
+    await sql`
+      insert into cron.job_run_details
+             (jobid, runid, job_pid, database, username, command, status, return_message,
+              start_time, end_time)
+      select jobid, nextval('cron.runid_seq'), 1, 'pipeline', current_user, command,
+             'succeeded', 'CALL', now() - interval '1 minute', now()
+        from cron.job`;
+    expect(await health()).toMatchObject({ ok: true, problems: [] });
   });
 
   it('prunes cron.job_run_details older than p_cron_history', async () => {

@@ -6,6 +6,12 @@
  * pg_cron keeps one job per (name, user) for the whole cluster, and scheduling a name that
  * exists upserts it: so a job of the same name that runs another, existing database is never
  * taken over (one line says so); one whose database was dropped is moved here.
+ *
+ * What it applied is recorded in spectrum.scheduled_jobs of the target database, where
+ * spectrum.health checks each job. When pg_cron lives in that same database, health's owner
+ * (spectrum_definer) is let read the pipeline's jobs, which pg_cron's row security hides from
+ * every user but their owner: usage on schema cron and a policy on cron.job and
+ * cron.job_run_details.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -119,9 +125,78 @@ export async function applySchedule(
       await cron`select cron.unschedule(${stale.jobid}::bigint)`;
       log(`unscheduled ${stale.jobname}: it is no longer in sql/schedule.json`);
     }
+    await recordJobs(sql, jobs, home.database);
+    if (home.database === target) await letHealthReadJobs(sql, log);
     return 'applied';
   } finally {
     if (cron && cron !== sql) await cron.end();
     await sql.end();
+  }
+}
+
+/**
+ * Makes spectrum.scheduled_jobs say what was applied: jobs no longer in the file go, a changed
+ * job gets a new applied_at, an unchanged one keeps its own. A database without the table (not
+ * migrated yet) is left alone.
+ */
+async function recordJobs(sql: Sql, jobs: Job[], cronDatabase: string) {
+  const [t] = await sql`select to_regclass('spectrum.scheduled_jobs') is not null as ok`;
+  if (!t!.ok) return;
+  await sql.begin(async (tx) => {
+    await tx`delete from spectrum.scheduled_jobs where not (name = any (${jobs.map((j) => j.name)}))`;
+    for (const job of jobs)
+      await tx`
+        insert into spectrum.scheduled_jobs as s (name, schedule, command, cron_database)
+        values (${job.name}, ${job.schedule}, ${job.command}, ${cronDatabase})
+        on conflict (name) do update
+          set schedule = excluded.schedule, command = excluded.command,
+              cron_database = excluded.cron_database, applied_at = excluded.applied_at
+        where (s.schedule, s.command, s.cron_database)
+              is distinct from (excluded.schedule, excluded.command, excluded.cron_database)`;
+  });
+}
+
+/** The policies of letHealthReadJobs, by table of schema cron. */
+const HEALTH_POLICIES = {
+  job: `jobname like 'spectrum.%' and database = pg_catalog.current_database()`,
+  job_run_details: `jobid in (select j.jobid from cron.job j where j.jobname like 'spectrum.%'
+                                 and j.database = pg_catalog.current_database())`,
+};
+
+/**
+ * pg_cron in the pipeline's database: lets spectrum_definer, which owns spectrum.health, read
+ * the pipeline's jobs and their runs (only those). Needs the owner of pg_cron's tables (the
+ * superuser who created the extension); anyone else gets one line saying what to run.
+ */
+async function letHealthReadJobs(sql: Sql, log: (line: string) => void) {
+  const [role] = await sql`
+    select exists (select from pg_catalog.pg_roles where rolname = 'spectrum_definer') as ok`;
+  if (!role!.ok) return;
+  const missing = await sql<{ tablename: string }[]>`
+    select t.tablename from unnest(${Object.keys(HEALTH_POLICIES)}::text[]) t(tablename)
+     where not exists (select from pg_catalog.pg_policies p
+                        where p.schemaname = 'cron' and p.tablename = t.tablename
+                          and p.policyname = 'spectrum_health_reads')`;
+  const [usage] = await sql`
+    select has_schema_privilege('spectrum_definer', 'cron', 'usage') as ok`;
+  if (missing.length === 0 && usage!.ok) return;
+  const statements = [
+    'grant usage on schema cron to spectrum_definer',
+    ...missing.map(
+      ({ tablename }) =>
+        `create policy spectrum_health_reads on cron.${tablename} for select ` +
+        `to spectrum_definer using (${HEALTH_POLICIES[tablename as keyof typeof HEALTH_POLICIES]})`,
+    ),
+  ];
+  try {
+    await sql.begin(async (tx) => {
+      for (const s of statements) await tx.unsafe(s);
+    });
+  } catch (e) {
+    if ((e as { code?: string }).code !== '42501') throw e;
+    log(
+      'spectrum.health cannot check the jobs: only the owner of pg_cron may let it read ' +
+        `cron.job; as that owner run: ${statements.map((s) => s.replace(/\s+/g, ' ')).join('; ')}`,
+    );
   }
 }
