@@ -5,7 +5,8 @@
  * applySchedule recorded; and the real tick on the shared test server: a one-minute job that
  * runs CALL spectrum.process_pending().
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect, type Sql } from '../scripts/lib/db.ts';
@@ -124,6 +125,32 @@ describe('applySchedule, with pg_cron in another database', () => {
     await cron`select cron.unschedule('other.job')`;
     await apply('alpha');
     expect(await jobs()).toHaveLength(2);
+  });
+
+  it('runs "workers": N copies of a job, and unschedules the extra ones when N goes down', async () => {
+    const file = (workers: unknown) => {
+      const dir = mkdtempSync(join(tmpdir(), 'spectrum-schedule-'));
+      const f = join(dir, 'schedule.json');
+      const text = readFileSync(join(projectRoot, 'sql', 'schedule.json'), 'utf8');
+      writeFileSync(f, text.replace('"workers": 1', `"workers": ${JSON.stringify(workers)}`));
+      return f;
+    };
+    await apply('alpha', readSchedule(file(3)));
+    const three = (await jobs()).filter((j) => j.jobname.startsWith('spectrum.process_pending'));
+    expect(three.map((j) => [j.jobname, j.schedule, j.command])).toEqual(
+      ['spectrum.process_pending', 'spectrum.process_pending/2', 'spectrum.process_pending/3'].map(
+        (name) => [name, '*/5 * * * *', 'CALL spectrum.process_pending()'],
+      ),
+    );
+    await apply('alpha', readSchedule(file(1)));
+    expect((await jobs()).map((j) => j.jobname)).toEqual([
+      'spectrum.maintenance',
+      'spectrum.process_pending',
+    ]);
+    for (const bad of [0, 2.5, '2', 17])
+      expect(() => readSchedule(file(bad))).toThrow(
+        /jobs\[0\]\.workers must be a whole number from 1 to 16, got .*: e\.g\. "workers": 2/,
+      );
   });
 
   it(

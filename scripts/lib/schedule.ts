@@ -24,17 +24,34 @@ export interface Job {
   command: string;
 }
 
+/** The most workers one job may ask for: each holds a connection and a background worker. */
+export const MAX_WORKERS = 16;
+
+/**
+ * The jobs of the file. A job with "workers": N (default 1) becomes N jobs of the same schedule
+ * and command, named `name`, `name/2` … `name/N`: concurrent calls of process_pending share the
+ * backlog (their claims skip each other's rows).
+ */
 export function readSchedule(file = join(projectRoot, 'sql', 'schedule.json')): Job[] {
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as { jobs?: unknown };
   if (!Array.isArray(parsed.jobs))
     throw new Error(`${file}: expected {"jobs": [{"name", "schedule", "command"}, …]}`);
-  return parsed.jobs.map((j: Record<string, unknown>, i: number) => {
+  return parsed.jobs.flatMap((j: Record<string, unknown>, i: number) => {
     for (const k of ['name', 'schedule', 'command'])
       if (typeof j[k] !== 'string' || j[k] === '')
         throw new Error(`${file}: jobs[${i}].${k} must be a non-empty string`);
     if (!String(j.name).startsWith('spectrum.'))
       throw new Error(`${file}: jobs[${i}].name must start with "spectrum."`);
-    return { name: String(j.name), schedule: String(j.schedule), command: String(j.command) };
+    const workers = j.workers ?? 1;
+    if (!Number.isInteger(workers) || (workers as number) < 1 || (workers as number) > MAX_WORKERS)
+      throw new Error(
+        `${file}: jobs[${i}].workers must be a whole number from 1 to ${MAX_WORKERS}, got ` +
+          `${JSON.stringify(workers)}: e.g. "workers": 2`,
+      );
+    const job = { name: String(j.name), schedule: String(j.schedule), command: String(j.command) };
+    return Array.from({ length: workers as number }, (_, w) =>
+      w === 0 ? job : { ...job, name: `${job.name}/${w + 1}` },
+    );
   });
 }
 
