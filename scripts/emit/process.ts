@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FieldModel, Model } from '../spec/model.ts';
-import { extractLegend, extractSelect } from './extract.ts';
+import { CAREFUL, extractAttempts, extractLegend, extractSelect } from './extract.ts';
 import { commentOn, GENERATED, ident, indent, wrap } from './sql.ts';
 
 /** `head` and a column list, continued on lines indented by `by` when it is long. */
@@ -111,9 +111,10 @@ ${indent(tableCols.join(',\n'), 4)}
 end if;
 truncate pg_temp.${batch};
 
-${list(`insert into pg_temp.${batch} (`, colNames, 4)})
-${extractSelect(m, SOURCE)};
-get diagnostics v_rows = row_count;
+${extractAttempts(
+  `${list(`insert into pg_temp.${batch} (`, colNames, 4)})\n${extractSelect(m, SOURCE)}`,
+  'get diagnostics v_rows = row_count;',
+)}
 -- Statistics only for the columns that filters test: the plans need their null fractions.
 analyze pg_temp.${batch} (error_msg, superseded, user_id, geo_id, prev_account_id);
 
@@ -244,6 +245,7 @@ declare
   v_months timestamptz[];
   v_missing timestamptz[];
   v_rows integer;
+  ${CAREFUL} boolean := false;
 begin
 ${indent(body)}
 end
