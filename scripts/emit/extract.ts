@@ -341,6 +341,13 @@ export function extractLegend(m: Model, of = 'the extraction SELECT'): string {
 }
 
 /**
+ * A place's geo_id from its geography values (in spec order): the one definition, which
+ * extract_event computes per row and process_claimed per distinct place of a batch.
+ */
+export const geoIdOf = (values: string[], by = 0) =>
+  `md5(jsonb_build_array(${wrap(values, 40).join(`,\n${' '.repeat(by + 22)}`)})::text)::uuid`;
+
+/**
  * The extraction SELECT over `source`, a SELECT of raw_id, received_at and payload.
  * Output columns follow spectrum.extracted_event: raw_id, received_at, error_msg, geo_id, fields.
  * The payload size is that of the uncompressed jsonb, so extract_event (given the value) and
@@ -411,7 +418,7 @@ ${indent(errors.join(',\n'), 4)}
 end`;
   const geoId = geo.length
     ? `case when coalesce(${geo.map(v).join(', ')}) is not null
-  then md5(jsonb_build_array(${geo.map(v).join(', ')})::text)::uuid end`
+  then ${geoIdOf(geo.map(v))} end`
     : 'null::uuid';
   const out = [
     'raw_id',
