@@ -283,7 +283,7 @@ describe('the fast and the careful mode', () => {
   /** Per corpus case, in corpus order: the status, error_msg and fact of each run. */
   let alone: unknown[];
   let together: unknown[];
-  let triggerRow: Record<string, unknown>;
+  let triggerRow: unknown;
 
   const insertCorpus = async (extra: string[]) => {
     const rows = await modes.sql<{ id: string }[]>`
@@ -315,7 +315,7 @@ describe('the fast and the careful mode', () => {
     const second = await insertCorpus([TRIGGER]);
     await modes.sql`call spectrum.process_pending()`;
     together = await outcomes(second.slice(0, corpus.length));
-    [triggerRow] = (await outcomes(second.slice(corpus.length))) as Record<string, unknown>[];
+    [triggerRow] = await outcomes(second.slice(corpus.length));
   });
   afterAll(async () => modes?.drop());
 
