@@ -72,6 +72,7 @@ begin
   end if;
   truncate pg_temp.spectrum_batch_c84f009c;
 
+  -- The extraction's geo_id is not kept (the planner drops it unread): facts take their place's.
   loop
     begin
       insert into pg_temp.spectrum_batch_c84f009c (raw_id, received_at, error_msg, event_id,

@@ -10,7 +10,8 @@
  * Both modes give every row the same outcome: what the fast mode casts is exactly what try_*
  * would accept, with the same value. extractAttempts runs the fast attempt, then the careful
  * one if the fast one raised a data exception. error_msg is built only for rows that fail one
- * cheap validity test (rowIsValid); geo_id is computed only for rows with a place.
+ * cheap validity test (rowIsValid); geo_id only for rows with a place (process_claimed leaves
+ * it unread and computes it once per distinct place of the batch instead).
  * The same text is embedded in spectrum.extract_event and spectrum.process_claimed, and both
  * files carry extractLegend: what each positional name holds, what each level computes. Each
  * level is a subquery fenced by `offset 0`; FENCES gives the reasons, written beside each fence.
@@ -34,7 +35,7 @@ const s = (f: FieldModel) => `f${f.position}_text`;
 const v = (f: FieldModel) => `f${f.position}_value`;
 const b = (f: FieldModel) => `f${f.position}_bits`;
 
-/** The PL/pgSQL boolean that selects the careful mode; each embedding function declares it false. */
+/** The PL/pgSQL boolean that picks the careful mode; each embedding function declares it false. */
 export const CAREFUL = 'v_careful';
 const hasText = (f: FieldModel) =>
   f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';

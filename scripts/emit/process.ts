@@ -71,14 +71,19 @@ on conflict (${k}) do update
  * well, since equal values may print differently (1.0 and 1.00) and so differ in geo_id. Its
  * columns are named by spec position (fN_key, fN_value), never by field name.
  */
+const placeKey = (f: FieldModel, of = '') =>
+  `coalesce(${of}${ident(f.name)}${f.type === 'text' ? '' : '::text'}, '')`;
+
+/** A place's value of field f, from its key (a text) or the value it is grouped on (any other). */
+const placeValue = (f: FieldModel) =>
+  f.type === 'text' ? `nullif(f${f.position}_key, '')` : `f${f.position}_value`;
+
 function places(batch: string, fields: FieldModel[]): string {
   const key = (f: FieldModel) => `f${f.position}_key`;
   const val = (f: FieldModel) => `f${f.position}_value`;
   const typed = fields.filter((f) => f.type !== 'text');
-  const keys = fields.map(
-    (f) => `coalesce(${ident(f.name)}${f.type === 'text' ? '' : '::text'}, '') as ${key(f)}`,
-  );
-  const values = fields.map((f) => (f.type === 'text' ? `nullif(${key(f)}, '')` : val(f)));
+  const keys = fields.map((f) => `${placeKey(f)} as ${key(f)}`);
+  const values = fields.map(placeValue);
   const groups = [...keys, ...typed.map((f) => `${ident(f.name)} as ${val(f)}`)];
   return `select ${[...fields.map(key), ...typed.map(val)].join(', ')},
        ${geoIdOf(values, 7)} as geo_id
@@ -127,22 +132,13 @@ export function emitProcessClaimed(m: Model): string {
   const geoFields = m.dims.geography;
   const geo = geoFields.map((f) => ident(f.name));
   // A fact's geo_id is its place's (null without a place); other columns are the batch row's.
+  const placeJoin = geoFields.map((f) => `p.f${f.position}_key = ${placeKey(f, 'b.')}`);
   const placeOf = geo.length
-    ? `\n  left join (\n${indent(places(batch, geoFields), 4)}\n  ) p\n    on ${geoFields
-        .map(
-          (f) =>
-            `p.f${f.position}_key = coalesce(b.${ident(f.name)}${f.type === 'text' ? '' : '::text'}, '')`,
-        )
-        .join('\n   and ')}`
+    ? `\n  left join (\n${indent(places(batch, geoFields), 4)}\n  ) p\n` +
+      `    on ${placeJoin.join('\n   and ')}`
     : '';
-  const factValue = (c: string) =>
-    c === 'raw_id'
-      ? 'b.raw_id'
-      : c === 'geo_id'
-        ? geo.length
-          ? 'p.geo_id'
-          : 'null::uuid'
-        : `b.${c}`;
+  const placeGeoId = geo.length ? 'p.geo_id' : 'null::uuid';
+  const factValue = (c: string) => (c === 'geo_id' ? placeGeoId : `b.${c}`);
   const extras = m.factExtras.map((f) => ident(f.name));
   const userWhere = ' and user_id is not null';
   const factCols = ['event_id', 'raw_event_id', ...FACT_COLS, ...extras];
@@ -155,9 +151,11 @@ ${indent(tableCols.join(',\n'), 4)}
 end if;
 truncate pg_temp.${batch};
 
+-- The extraction's geo_id is not kept (the planner drops it unread): facts take their place's.
 ${extractAttempts(
   `${list(`insert into pg_temp.${batch} (`, colNames, 4)})\n` +
-    `${list('select ', colNames, 7)}\n  from (\n${indent(extractSelect(m, SOURCE), 4)}\n  ) extracted`,
+    `${list('select ', colNames, 7)}\n` +
+    `  from (\n${indent(extractSelect(m, SOURCE), 4)}\n  ) extracted`,
   'get diagnostics v_rows = row_count;',
 )}
 -- Statistics only for the columns that filters test: the plans need their null fractions.
@@ -230,7 +228,7 @@ ${dimUpsert(batch, 'spectrum.dim_users', ['account_id', 'user_id'], m.dims.users
 ${
   geo.length
     ? `${list('insert into spectrum.dim_geography (', ['geo_id', ...geo], 4)})
-${list('select ', ['geo_id', ...geoFields.map((f) => (f.type === 'text' ? `nullif(f${f.position}_key, '')` : `f${f.position}_value`))], 7)}
+${list('select ', ['geo_id', ...geoFields.map(placeValue)], 7)}
   from (
 ${indent(places(batch, geoFields), 4)}
   ) p
