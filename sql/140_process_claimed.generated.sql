@@ -22,8 +22,13 @@
 -- and compute its columns again at every reference; each fence says why it matters there):
 --   l0  the payload, detoasted once
 --   l1  payload_type, payload_bytes, parentN and fN_json (null when the payload is too big)
---   l2  fN_text of the text, uuid and timestamptz fields
---   l3  fN_value, defaults applied; the outer SELECT adds error_msg and geo_id
+--   l2  fN_text of the text, uuid and timestamptz fields; fN_bits, the bytes of a short
+--       timestamp text as a bit string, for the fast layout test
+--   l3  fN_value, defaults applied; the outer SELECT adds error_msg (built only for a row
+--       that fails the cheap validity test) and geo_id (only for a row with a place)
+-- v_careful picks the mode: false, a uuid or timestamp of the right layout goes straight to
+-- its plain cast (which may raise: the statement then runs again with it true); true, full
+-- shape tests and exception-wrapped casts that never raise.
 
 create or replace function spectrum.process_claimed(
   p_ids uuid[],
@@ -42,15 +47,15 @@ declare
   v_months timestamptz[];
   v_missing timestamptz[];
   v_rows integer;
+  v_careful boolean := false;
 begin
   -- The batch table is per session; its name carries its columns so that a session
   -- that outlives a migration never reuses a table of another shape.
-  if pg_catalog.to_regclass('pg_temp.spectrum_batch_aaf656d5') is null then
-    create temp table spectrum_batch_aaf656d5 (
+  if pg_catalog.to_regclass('pg_temp.spectrum_batch_c84f009c') is null then
+    create temp table spectrum_batch_c84f009c (
       raw_id uuid,
       received_at timestamptz,
       error_msg text,
-      geo_id uuid,
       event_id uuid,
       event_type text,
       account_id uuid,
@@ -65,239 +70,329 @@ begin
       prev_occurred_at timestamptz
     ) on commit delete rows;
   end if;
-  truncate pg_temp.spectrum_batch_aaf656d5;
+  truncate pg_temp.spectrum_batch_c84f009c;
 
-  insert into pg_temp.spectrum_batch_aaf656d5 (raw_id, received_at, error_msg, geo_id,
-      event_id, event_type, account_id, user_id, occurred_at, country, region, city,
-      properties)
-  select
-    raw_id,
-    received_at,
-    case
-      when payload_type is distinct from 'object' then 'payload: is not a JSON object'
-      when payload_bytes > 1048576
-        then 'payload: ' || payload_bytes || ' bytes exceeds limits.maxPayloadBytes (1048576)'
-      else nullif(concat_ws('; ',
-        case when jsonb_typeof(parent0) not in ('object', 'null')
-          then 'geo: ' || spectrum.json_excerpt(parent0) || ' is not an object' end,
-        case
-          when f0_json is null then null
-          when f0_value is null
-            then 'event_id: ' || spectrum.json_excerpt(f0_json) || ' is not a uuid'
-        end,
-        case
-          when f1_json is null then 'event_type: missing'
-          when jsonb_typeof(f1_json) not in ('string')
-            then 'event_type: ' || spectrum.json_excerpt(f1_json) || ' is not a string'
-          when f1_value = '' then 'event_type: must not be empty'
-          when length(f1_value) > 200
-            then 'event_type: text of ' || length(f1_value)
-              || ' characters exceeds limits.maxTextLength (200)'
-        end,
-        case
-          when f2_json is null then 'account_id: missing'
-          when f2_value is null
-            then 'account_id: ' || spectrum.json_excerpt(f2_json) || ' is not a uuid'
-        end,
-        case
-          when f3_json is null then null
-          when jsonb_typeof(f3_json) not in ('string', 'number')
-            then 'user_id: ' || spectrum.json_excerpt(f3_json)
-              || ' is not a string or number'
-          when f3_value = '' then 'user_id: must not be empty (leave it out instead)'
-          when length(f3_value) > 200
-            then 'user_id: text of ' || length(f3_value)
-              || ' characters exceeds limits.maxTextLength (200)'
-        end,
-        case
-          when f4_json is null then null
-          when f4_value is null
-            then 'timestamp: ' || spectrum.json_excerpt(f4_json)
-              || ' is not an ISO-8601 timestamp'
-          when f4_value < received_at - interval '5 years'
-               or f4_value > received_at + interval '1 day'
-            then 'timestamp: ' || spectrum.json_excerpt(f4_json)
-              || ' is outside the accepted window (5 years before to 1 day after received_at)'
-        end,
-        case
-          when f5_json is null then null
-          when jsonb_typeof(f5_json) not in ('string')
-            then 'geo.country: ' || spectrum.json_excerpt(f5_json) || ' is not a string'
-          when length(f5_value) > 200
-            then 'geo.country: text of ' || length(f5_value)
-              || ' characters exceeds limits.maxTextLength (200)'
-        end,
-        case
-          when f6_json is null then null
-          when jsonb_typeof(f6_json) not in ('string')
-            then 'geo.region: ' || spectrum.json_excerpt(f6_json) || ' is not a string'
-          when length(f6_value) > 200
-            then 'geo.region: text of ' || length(f6_value)
-              || ' characters exceeds limits.maxTextLength (200)'
-        end,
-        case
-          when f7_json is null then null
-          when jsonb_typeof(f7_json) not in ('string')
-            then 'geo.city: ' || spectrum.json_excerpt(f7_json) || ' is not a string'
-          when length(f7_value) > 200
-            then 'geo.city: text of ' || length(f7_value)
-              || ' characters exceeds limits.maxTextLength (200)'
-        end,
-        case
-          when f8_json is null then null
-          when f8_value is null
-            then 'properties: ' || spectrum.json_excerpt(f8_json) || ' is not an object'
-        end
-      ), '')
-    end as error_msg,
-    case when coalesce(f5_value, f6_value, f7_value) is not null
-      then md5(jsonb_build_array(f5_value, f6_value, f7_value)::text)::uuid end as geo_id,
-    f0_value as event_id,
-    f1_value as event_type,
-    f2_value as account_id,
-    f3_value as user_id,
-    f4_value as occurred_at,
-    f5_value as country,
-    f6_value as region,
-    f7_value as city,
-    f8_value as properties
-  from (
-    select
-      raw_id,
-      received_at,
-      payload_type,
-      payload_bytes,
-      parent0,
-      f0_json,
-      f1_json,
-      f2_json,
-      f3_json,
-      f4_json,
-      f5_json,
-      f6_json,
-      f7_json,
-      f8_json,
-      case when f0_json is null then raw_id
-        when octet_length(f0_text) = 36
-             and f0_text like '________-____-____-____-____________'
-             and octet_length(replace(f0_text, '-', '')) = 32
-             and btrim(textsend(replace(f0_text, '-', '')),
-                       decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
-          then f0_text::uuid
-        when length(f0_text) between 32 and 41 then spectrum.try_uuid(f0_text) end as f0_value,
-      f1_text as f1_value,
-      case when octet_length(f2_text) = 36
-             and f2_text like '________-____-____-____-____________'
-             and octet_length(replace(f2_text, '-', '')) = 32
-             and btrim(textsend(replace(f2_text, '-', '')),
-                       decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
-          then f2_text::uuid
-        when length(f2_text) between 32 and 41 then spectrum.try_uuid(f2_text) end as f2_value,
-      f3_text as f3_value,
-      case when f4_json is null then received_at
-        when (translate(f4_text, '0123456789', '0000000000') in (
-                '0000-00-00T00:00:00', '0000-00-00T00:00:00Z',
-                '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.000Z',
-                '0000-00-00T00:00:00.000000', '0000-00-00T00:00:00.000000Z')
-              or (translate(f4_text, '0123456789', '0000000000') in (
-                    '0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00-00:00',
-                    '0000-00-00T00:00:00.000+00:00', '0000-00-00T00:00:00.000-00:00',
-                    '0000-00-00T00:00:00.000000+00:00',
-                    '0000-00-00T00:00:00.000000-00:00')
-                  and substr(f4_text, length(f4_text) - 4, 2) < '16' and right(f4_text, 2) < '60'))
-             and left(f4_text, 4) > '0000' and substr(f4_text, 6, 2) between '01' and '12'
-             and (substr(f4_text, 9, 2) between '01' and '28'
-                  or (substr(f4_text, 9, 2) in ('29', '30') and substr(f4_text, 6, 2) <> '02')
-                  or (substr(f4_text, 9, 2) = '31'
-                      and substr(f4_text, 6, 2) in ('01', '03', '05', '07', '08', '10', '12')))
-             and substr(f4_text, 12, 2) < '24' and substr(f4_text, 15, 2) < '60'
-             and substr(f4_text, 18, 2) < '60'
-          then f4_text::timestamptz
-        else spectrum.try_timestamptz(f4_text) end as f4_value,
-      nullif(btrim(f5_text, E' \t\n\x0b\f\r'), '') as f5_value,
-      nullif(btrim(f6_text, E' \t\n\x0b\f\r'), '') as f6_value,
-      nullif(btrim(f7_text, E' \t\n\x0b\f\r'), '') as f7_value,
-      case when f8_json is null then '{}'::jsonb
-        when jsonb_typeof(f8_json) = 'object' then f8_json end as f8_value
-    from (
-      select
-        raw_id,
-        received_at,
-        payload_type,
-        payload_bytes,
-        parent0,
-        f0_json,
-        f1_json,
-        f2_json,
-        f3_json,
-        f4_json,
-        f5_json,
-        f6_json,
-        f7_json,
-        f8_json,
-        case when jsonb_typeof(f0_json) = 'string' then f0_json #>> '{}' end as f0_text,
-        case when jsonb_typeof(f1_json) = 'string' then f1_json #>> '{}' end as f1_text,
-        case when jsonb_typeof(f2_json) = 'string' then f2_json #>> '{}' end as f2_text,
-        case when jsonb_typeof(f3_json) in ('string', 'number') then f3_json #>> '{}' end as f3_text,
-        case when jsonb_typeof(f4_json) = 'string' then f4_json #>> '{}' end as f4_text,
-        case when jsonb_typeof(f5_json) = 'string' then f5_json #>> '{}' end as f5_text,
-        case when jsonb_typeof(f6_json) = 'string' then f6_json #>> '{}' end as f6_text,
-        case when jsonb_typeof(f7_json) = 'string' then f7_json #>> '{}' end as f7_text
-      from (
-        select
-          raw_id,
-          received_at,
-          jsonb_typeof(payload) as payload_type,
-          pg_column_size(payload) as payload_bytes,
-          case when pg_column_size(payload) <= 1048576
-            then payload -> 'geo' end as parent0,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'event_id', 'null'::jsonb) end as f0_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'event_type', 'null'::jsonb) end as f1_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'account_id', 'null'::jsonb) end as f2_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'user_id', 'null'::jsonb) end as f3_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'timestamp', 'null'::jsonb) end as f4_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'geo' -> 'country', 'null'::jsonb) end as f5_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'geo' -> 'region', 'null'::jsonb) end as f6_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'geo' -> 'city', 'null'::jsonb) end as f7_json,
-          case when pg_column_size(payload) <= 1048576
-            then nullif(payload -> 'properties', 'null'::jsonb) end as f8_json
+  -- The extraction's geo_id is not kept (the planner drops it unread): facts take their place's.
+  loop
+    begin
+      insert into pg_temp.spectrum_batch_c84f009c (raw_id, received_at, error_msg, event_id,
+          event_type, account_id, user_id, occurred_at, country, region, city, properties)
+      select raw_id, received_at, error_msg, event_id, event_type, account_id, user_id,
+             occurred_at, country, region, city, properties
         from (
-          select raw_id, received_at, payload #> '{}'::text[] as payload
+          select
+            raw_id,
+            received_at,
+            case
+              when payload_type = 'object'
+                 and payload_bytes <= 1048576
+                 and (parent0 is null or jsonb_typeof(parent0) in ('object', 'null'))
+                 and (f0_json is null or f0_value is not null)
+                 and (f1_value <> '' and octet_length(f1_value) <= 200)
+                 and f2_value is not null
+                 and (f3_json is null or (f3_value <> '' and octet_length(f3_value) <= 200))
+                 and (f4_json is null or (f4_value >= received_at - interval '5 years'
+                      and f4_value <= received_at + interval '1 day'))
+                 and (f5_json is null or octet_length(f5_value) <= 200)
+                 and (f6_json is null or octet_length(f6_value) <= 200)
+                 and (f7_json is null or octet_length(f7_value) <= 200)
+                 and (f8_json is null or f8_value is not null)
+                then null
+              when payload_type is distinct from 'object' then 'payload: is not a JSON object'
+              when payload_bytes > 1048576
+                then 'payload: ' || payload_bytes || ' bytes exceeds limits.maxPayloadBytes (1048576)'
+              else nullif(concat_ws('; ',
+                case when jsonb_typeof(parent0) not in ('object', 'null')
+                  then 'geo: ' || spectrum.json_excerpt(parent0) || ' is not an object' end,
+                case
+                  when f0_json is null then null
+                  when f0_value is null
+                    then 'event_id: ' || spectrum.json_excerpt(f0_json) || ' is not a uuid'
+                end,
+                case
+                  when f1_json is null then 'event_type: missing'
+                  when jsonb_typeof(f1_json) not in ('string')
+                    then 'event_type: ' || spectrum.json_excerpt(f1_json) || ' is not a string'
+                  when f1_value = '' then 'event_type: must not be empty'
+                  when length(f1_value) > 200
+                    then 'event_type: text of ' || length(f1_value)
+                      || ' characters exceeds limits.maxTextLength (200)'
+                end,
+                case
+                  when f2_json is null then 'account_id: missing'
+                  when f2_value is null
+                    then 'account_id: ' || spectrum.json_excerpt(f2_json) || ' is not a uuid'
+                end,
+                case
+                  when f3_json is null then null
+                  when jsonb_typeof(f3_json) not in ('string', 'number')
+                    then 'user_id: ' || spectrum.json_excerpt(f3_json)
+                      || ' is not a string or number'
+                  when f3_value = '' then 'user_id: must not be empty (leave it out instead)'
+                  when length(f3_value) > 200
+                    then 'user_id: text of ' || length(f3_value)
+                      || ' characters exceeds limits.maxTextLength (200)'
+                end,
+                case
+                  when f4_json is null then null
+                  when f4_value is null
+                    then 'timestamp: ' || spectrum.json_excerpt(f4_json)
+                      || ' is not an ISO-8601 timestamp'
+                  when f4_value < received_at - interval '5 years'
+                       or f4_value > received_at + interval '1 day'
+                    then 'timestamp: ' || spectrum.json_excerpt(f4_json)
+                      || ' is outside the accepted window (5 years before to 1 day after received_at)'
+                end,
+                case
+                  when f5_json is null then null
+                  when jsonb_typeof(f5_json) not in ('string')
+                    then 'geo.country: ' || spectrum.json_excerpt(f5_json) || ' is not a string'
+                  when length(f5_value) > 200
+                    then 'geo.country: text of ' || length(f5_value)
+                      || ' characters exceeds limits.maxTextLength (200)'
+                end,
+                case
+                  when f6_json is null then null
+                  when jsonb_typeof(f6_json) not in ('string')
+                    then 'geo.region: ' || spectrum.json_excerpt(f6_json) || ' is not a string'
+                  when length(f6_value) > 200
+                    then 'geo.region: text of ' || length(f6_value)
+                      || ' characters exceeds limits.maxTextLength (200)'
+                end,
+                case
+                  when f7_json is null then null
+                  when jsonb_typeof(f7_json) not in ('string')
+                    then 'geo.city: ' || spectrum.json_excerpt(f7_json) || ' is not a string'
+                  when length(f7_value) > 200
+                    then 'geo.city: text of ' || length(f7_value)
+                      || ' characters exceeds limits.maxTextLength (200)'
+                end,
+                case
+                  when f8_json is null then null
+                  when f8_value is null
+                    then 'properties: ' || spectrum.json_excerpt(f8_json) || ' is not an object'
+                end
+              ), '')
+            end as error_msg,
+            case when coalesce(f5_value, f6_value, f7_value) is not null
+              then md5(jsonb_build_array(f5_value, f6_value, f7_value)::text)::uuid end as geo_id,
+            f0_value as event_id,
+            f1_value as event_type,
+            f2_value as account_id,
+            f3_value as user_id,
+            f4_value as occurred_at,
+            f5_value as country,
+            f6_value as region,
+            f7_value as city,
+            f8_value as properties
+          from (
+            select
+              raw_id,
+              received_at,
+              payload_type,
+              payload_bytes,
+              parent0,
+              f0_json,
+              f1_json,
+              f2_json,
+              f3_json,
+              f4_json,
+              f5_json,
+              f6_json,
+              f7_json,
+              f8_json,
+              case when f0_json is null then raw_id
+                when not v_careful and octet_length(f0_text) = 36
+                     and f0_text like '________-____-____-____-____________'
+                  then f0_text::uuid
+                when octet_length(f0_text) = 36
+                     and f0_text like '________-____-____-____-____________'
+                     and octet_length(replace(f0_text, '-', '')) = 32
+                     and btrim(textsend(replace(f0_text, '-', '')),
+                               decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
+                  then f0_text::uuid
+                when length(f0_text) between 32 and 41 then spectrum.try_uuid(f0_text) end as f0_value,
+              f1_text as f1_value,
+              case when not v_careful and octet_length(f2_text) = 36
+                     and f2_text like '________-____-____-____-____________'
+                  then f2_text::uuid
+                when octet_length(f2_text) = 36
+                     and f2_text like '________-____-____-____-____________'
+                     and octet_length(replace(f2_text, '-', '')) = 32
+                     and btrim(textsend(replace(f2_text, '-', '')),
+                               decode('30313233343536373839616263646566414243444546', 'hex')) = ''::bytea
+                  then f2_text::uuid
+                when length(f2_text) between 32 and 41 then spectrum.try_uuid(f2_text) end as f2_value,
+              f3_text as f3_value,
+              case when f4_json is null then received_at
+                when not v_careful and case octet_length(f4_text)
+                      when 19
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0')
+                             = x'303030302d30302d30305430303a30303a3030'
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'08080808000808000808000808000808000808') = 0
+                      when 20
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0ff')
+                             = x'303030302d30302d30305430303a30303a30305a'
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'0808080800080800080800080800080800080800') = 0
+                      when 23
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0f0')
+                             = x'303030302d30302d30305430303a30303a30302e303030'
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'0808080800080800080800080800080800080800080808') = 0
+                      when 24
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0f0ff')
+                             = x'303030302d30302d30305430303a30303a30302e3030305a'
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'080808080008080008080008080008080008080008080800') = 0
+                      when 26
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0f0f0f0f0')
+                             = x'303030302d30302d30305430303a30303a30302e303030303030'
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'0808080800080800080800080800080800080800080808080808') = 0
+                      when 27
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0f0f0f0f0ff')
+                             = x'303030302d30302d30305430303a30303a30302e3030303030305a'
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'080808080008080008080008080008080008080008080808080800') = 0
+                      when 25
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0')
+                             in (x'303030302d30302d30305430303a30303a30302b30303a3030',
+                                x'303030302d30302d30305430303a30303a30302d30303a3030')
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'08080808000808000808000808000808000808000808000808') = 0
+                      when 29
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0f0fff0f0fff0f0')
+                             in (x'303030302d30302d30305430303a30303a30302e3030302b30303a3030',
+                                x'303030302d30302d30305430303a30303a30302e3030302d30303a3030')
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'0808080800080800080800080800080800080800080808000808000808') = 0
+                      when 32
+                        then (f4_bits & x'f0f0f0f0fff0f0fff0f0fff0f0fff0f0fff0f0fff0f0f0f0f0f0fff0f0fff0f0')
+                             in (x'303030302d30302d30305430303a30303a30302e3030303030302b30303a3030',
+                                x'303030302d30302d30305430303a30303a30302e3030303030302d30303a3030')
+                         and bit_count(f4_bits & ((f4_bits << 1) | (f4_bits << 2))
+                                       & x'0808080800080800080800080800080800080800080808080808000808000808') = 0
+                    end
+                  then f4_text::timestamptz
+                when (translate(f4_text, '0123456789', '0000000000') in (
+                        '0000-00-00T00:00:00', '0000-00-00T00:00:00Z',
+                        '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.000Z',
+                        '0000-00-00T00:00:00.000000', '0000-00-00T00:00:00.000000Z')
+                      or (translate(f4_text, '0123456789', '0000000000') in (
+                            '0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00-00:00',
+                            '0000-00-00T00:00:00.000+00:00', '0000-00-00T00:00:00.000-00:00',
+                            '0000-00-00T00:00:00.000000+00:00',
+                            '0000-00-00T00:00:00.000000-00:00')
+                          and substr(f4_text, length(f4_text) - 4, 2) < '16' and right(f4_text, 2) < '60'))
+                     and left(f4_text, 4) > '0000' and substr(f4_text, 6, 2) between '01' and '12'
+                     and (substr(f4_text, 9, 2) between '01' and '28'
+                          or (substr(f4_text, 9, 2) in ('29', '30') and substr(f4_text, 6, 2) <> '02')
+                          or (substr(f4_text, 9, 2) = '31'
+                              and substr(f4_text, 6, 2) in ('01', '03', '05', '07', '08', '10', '12')))
+                     and substr(f4_text, 12, 2) < '24' and substr(f4_text, 15, 2) < '60'
+                     and substr(f4_text, 18, 2) < '60'
+                  then f4_text::timestamptz
+                else spectrum.try_timestamptz(f4_text) end as f4_value,
+              nullif(btrim(f5_text, E' \t\n\x0b\f\r'), '') as f5_value,
+              nullif(btrim(f6_text, E' \t\n\x0b\f\r'), '') as f6_value,
+              nullif(btrim(f7_text, E' \t\n\x0b\f\r'), '') as f7_value,
+              case when f8_json is null then '{}'::jsonb
+                when jsonb_typeof(f8_json) = 'object' then f8_json end as f8_value
             from (
-              select id as raw_id, received_at, payload
-                from spectrum.raw_events
-               where id = any(p_ids)
-            ) source
-           -- fence: the payload is detoasted once per row; else every -> decompresses it again
-           -- (a 1 MB payload of 80 MB JSON took gigabytes of memory)
-           offset 0
-        ) l0
-        -- fence: each path is looked up once per row, not at every use of its fN_json
-        offset 0
-      ) l1
-      -- fence: each text is taken once per row, not at every use of its fN_text
-      offset 0
-    ) l2
-    -- fence: each value is cast once per row; error_msg and the output both read fN_value
-    offset 0
-  ) l3;
-  get diagnostics v_rows = row_count;
+              select
+                raw_id,
+                received_at,
+                payload_type,
+                payload_bytes,
+                parent0,
+                f0_json,
+                f1_json,
+                f2_json,
+                f3_json,
+                f4_json,
+                f5_json,
+                f6_json,
+                f7_json,
+                f8_json,
+                case when jsonb_typeof(f0_json) = 'string' then f0_json #>> '{}' end as f0_text,
+                case when jsonb_typeof(f1_json) = 'string' then f1_json #>> '{}' end as f1_text,
+                case when jsonb_typeof(f2_json) = 'string' then f2_json #>> '{}' end as f2_text,
+                case when jsonb_typeof(f3_json) in ('string', 'number') then f3_json #>> '{}' end as f3_text,
+                case when jsonb_typeof(f4_json) = 'string' then f4_json #>> '{}' end as f4_text,
+                case when jsonb_typeof(f5_json) = 'string' then f5_json #>> '{}' end as f5_text,
+                case when jsonb_typeof(f6_json) = 'string' then f6_json #>> '{}' end as f6_text,
+                case when jsonb_typeof(f7_json) = 'string' then f7_json #>> '{}' end as f7_text,
+                case when not v_careful and jsonb_typeof(f4_json) = 'string'
+                       and pg_column_size(f4_json) <= 64
+                  then ('x' || encode(textsend(f4_json #>> '{}'), 'hex'))::varbit end as f4_bits
+              from (
+                select
+                  raw_id,
+                  received_at,
+                  jsonb_typeof(payload) as payload_type,
+                  pg_column_size(payload) as payload_bytes,
+                  case when pg_column_size(payload) <= 1048576
+                    then payload -> 'geo' end as parent0,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'event_id', 'null'::jsonb) end as f0_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'event_type', 'null'::jsonb) end as f1_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'account_id', 'null'::jsonb) end as f2_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'user_id', 'null'::jsonb) end as f3_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'timestamp', 'null'::jsonb) end as f4_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'geo' -> 'country', 'null'::jsonb) end as f5_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'geo' -> 'region', 'null'::jsonb) end as f6_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'geo' -> 'city', 'null'::jsonb) end as f7_json,
+                  case when pg_column_size(payload) <= 1048576
+                    then nullif(payload -> 'properties', 'null'::jsonb) end as f8_json
+                from (
+                  select raw_id, received_at, payload #> '{}'::text[] as payload
+                    from (
+                      select id as raw_id, received_at, payload
+                        from spectrum.raw_events
+                       where id = any(p_ids)
+                    ) source
+                   -- fence: the payload is detoasted once per row; else every -> decompresses it again
+                   -- (a 1 MB payload of 80 MB JSON took gigabytes of memory)
+                   offset 0
+                ) l0
+                -- fence: each path is looked up once per row, not at every use of its fN_json
+                offset 0
+              ) l1
+              -- fence: each text is taken once per row, not at every use of its fN_text
+              offset 0
+            ) l2
+            -- fence: each value is cast once per row; error_msg and the output both read fN_value
+            offset 0
+          ) l3
+        ) extracted;
+      get diagnostics v_rows = row_count;
+      exit;
+    exception when data_exception then
+      -- A value of the right layout failed its plain cast: the careful mode reads every value
+      -- through the full shape tests and the exception-wrapped casts.
+      if v_careful then
+        raise;
+      end if;
+      v_careful := true;
+    end;
+  end loop;
   -- Statistics only for the columns that filters test: the plans need their null fractions.
-  analyze pg_temp.spectrum_batch_aaf656d5 (error_msg, superseded, user_id, geo_id, prev_account_id);
+  analyze pg_temp.spectrum_batch_c84f009c (error_msg, superseded, user_id, prev_account_id);
 
   -- Every month a valid event needs must have its partition; else nothing is written and the
   -- caller creates them in a transaction of their own, then retries the batch.
   select array_agg(distinct date_trunc('month', occurred_at)), count(*)
     into v_months, v_result.done
-    from pg_temp.spectrum_batch_aaf656d5
+    from pg_temp.spectrum_batch_c84f009c
    where error_msg is null;
   v_missing := spectrum.missing_fact_partitions(v_months);
   if v_missing is not null then
@@ -317,11 +412,11 @@ begin
   with candidate as (
     select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
       from (select raw_id, event_id, received_at, account_id, occurred_at
-              from pg_temp.spectrum_batch_aaf656d5
+              from pg_temp.spectrum_batch_c84f009c
              where error_msg is null
             union all
             select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
-              from pg_temp.spectrum_batch_aaf656d5 b
+              from pg_temp.spectrum_batch_c84f009c b
               join spectrum.event_registry x
                 on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
              where b.error_msg is not null) versions
@@ -342,12 +437,12 @@ begin
      where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
     returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
   ), replacing as (
-    update pg_temp.spectrum_batch_aaf656d5 b
+    update pg_temp.spectrum_batch_c84f009c b
        set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
       from won
      where b.raw_id = won.raw_event_id and won.prev_account_id is not null
   )
-  update pg_temp.spectrum_batch_aaf656d5 b
+  update pg_temp.spectrum_batch_c84f009c b
      set superseded = true
    where b.error_msg is null
      and not exists (select from won where won.raw_event_id = b.raw_id);
@@ -355,7 +450,7 @@ begin
 
   insert into spectrum.dim_accounts as d (account_id, first_seen_at, last_seen_at)
   select account_id, min(occurred_at), max(occurred_at)
-    from pg_temp.spectrum_batch_aaf656d5
+    from pg_temp.spectrum_batch_c84f009c
    where error_msg is null and superseded is null
    group by account_id
    order by account_id
@@ -367,7 +462,7 @@ begin
 
   insert into spectrum.dim_users as d (account_id, user_id, first_seen_at, last_seen_at)
   select account_id, user_id, min(occurred_at), max(occurred_at)
-    from pg_temp.spectrum_batch_aaf656d5
+    from pg_temp.spectrum_batch_c84f009c
    where error_msg is null and superseded is null and user_id is not null
    group by account_id, user_id
    order by account_id, user_id
@@ -378,9 +473,18 @@ begin
       or excluded.last_seen_at > d.last_seen_at;
 
   insert into spectrum.dim_geography (geo_id, country, region, city)
-  select distinct on (geo_id) geo_id, country, region, city
-    from pg_temp.spectrum_batch_aaf656d5
-   where error_msg is null and superseded is null and geo_id is not null
+  select geo_id, nullif(f5_key, ''), nullif(f6_key, ''), nullif(f7_key, '')
+    from (
+      select f5_key, f6_key, f7_key,
+             md5(jsonb_build_array(nullif(f5_key, ''), nullif(f6_key, ''),
+                                   nullif(f7_key, ''))::text)::uuid as geo_id
+        from (select coalesce(country, '') as f5_key, coalesce(region, '') as f6_key,
+                     coalesce(city, '') as f7_key
+                from pg_temp.spectrum_batch_c84f009c
+               where error_msg is null and superseded is null
+                 and coalesce(country, region, city) is not null
+               group by 1, 2, 3) place
+    ) p
    order by geo_id
   on conflict do nothing;
 
@@ -392,7 +496,7 @@ begin
   -- statement of its own, so that its snapshot sees a version committed while the upsert above
   -- waited for it.
   delete from spectrum.fact_events f
-   using pg_temp.spectrum_batch_aaf656d5 b
+   using pg_temp.spectrum_batch_c84f009c b
    where b.prev_account_id is not null
      and f.account_id = b.prev_account_id and f.event_id = b.event_id
      and f.occurred_at = b.prev_occurred_at;
@@ -401,11 +505,25 @@ begin
   -- order (a tenth faster than in batch order).
   insert into spectrum.fact_events (event_id, raw_event_id, event_type, occurred_at,
       received_at, account_id, user_id, geo_id, properties)
-  select event_id, raw_id, event_type, occurred_at, received_at, account_id, user_id,
-         geo_id, properties
-    from pg_temp.spectrum_batch_aaf656d5
-   where error_msg is null and superseded is null
-   order by account_id, event_id;
+  select b.event_id, b.raw_id, b.event_type, b.occurred_at, b.received_at,
+         b.account_id, b.user_id, p.geo_id, b.properties
+    from pg_temp.spectrum_batch_c84f009c b
+    left join (
+      select f5_key, f6_key, f7_key,
+             md5(jsonb_build_array(nullif(f5_key, ''), nullif(f6_key, ''),
+                                   nullif(f7_key, ''))::text)::uuid as geo_id
+        from (select coalesce(country, '') as f5_key, coalesce(region, '') as f6_key,
+                     coalesce(city, '') as f7_key
+                from pg_temp.spectrum_batch_c84f009c
+               where error_msg is null and superseded is null
+                 and coalesce(country, region, city) is not null
+               group by 1, 2, 3) place
+    ) p
+      on p.f5_key = coalesce(b.country, '')
+     and p.f6_key = coalesce(b.region, '')
+     and p.f7_key = coalesce(b.city, '')
+   where b.error_msg is null and b.superseded is null
+   order by b.account_id, b.event_id;
 
   -- The one status update. e.id = any(p_ids) lets the planner probe the primary key for the
   -- batch's rows rather than walk raw_events (millions of done rows) to join them.
@@ -414,7 +532,7 @@ begin
          processed_at = p_now,
          error_msg = b.error_msg,
          attempts = e.attempts + 1
-    from pg_temp.spectrum_batch_aaf656d5 b
+    from pg_temp.spectrum_batch_c84f009c b
    where e.id = b.raw_id and e.id = any(p_ids);
 
   v_result.failed := v_rows - v_result.done;

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Sql } from '../scripts/lib/db.ts';
 import { testDatabase, type TestDb } from './helpers/db.ts';
 import {
+  ACCOUNT,
   corpus,
   notObjects,
   RAW_ID,
@@ -214,5 +215,126 @@ describe('the uuid shape test', () => {
       else expect(r.error_msg, r.c).toBeNull();
     }
     expect(rows.filter((r) => r.truth !== null).length).toBe(4);
+  });
+});
+
+describe('the timestamp layout test', () => {
+  // Strings on both sides of the fast mode's layout test: each must be read exactly as
+  // spectrum.try_timestamptz reads it, through the plain cast or the careful mode.
+  const candidates = [
+    '2026-06-01T09:30:00.123Z',
+    '2026-06-01T09:30:00Z',
+    '2026-06-01T09:30:00',
+    '2026-06-01T09:30:00.123456',
+    '2026-06-01T09:30:00.123+02:00',
+    '2026-06-01T09:30:00.123456-05:30',
+    '2026-06-01T09:30:00/02:00',
+    '2026-06-01T09:30:00.1234Z',
+    '2026-06-01t09:30:00Z',
+    '2026-06-01T09:30:0:.123Z',
+    '2026-06-01T09:30:00.12;Z',
+    '2026-06-01T09:30:00.12?Z',
+    '2026-06-01T09:30:00.12 Z',
+    ' 026-06-01T09:30:00.123Z',
+    '2026-06-01T09:3O:00.123Z',
+    '２026-06-01T09:30:00Z',
+    '2026-02-30T00:00:00Z',
+    '2024-02-29T00:00:00Z',
+    '2026-06-01T24:00:00Z',
+    '2026-06-01T23:59:60Z',
+    '2026-06-01T09:30:00+16:00',
+    '0000-06-01T09:30:00Z',
+  ];
+
+  it('accepts exactly what try_timestamptz accepts, with the same value', async () => {
+    const rows = await db.sql`
+      select c, spectrum.try_timestamptz(c) as truth, e.occurred_at, e.error_msg
+        from unnest(${candidates}::text[]) c,
+             lateral spectrum.extract_event(
+               jsonb_build_object('event_type', 'x', 'account_id', ${ACCOUNT}::text,
+                                  'timestamp', c),
+               '2026-06-01 12:00:00+00') e`;
+    expect(rows).toHaveLength(candidates.length);
+    for (const r of rows) {
+      if (r.truth === null) {
+        expect(r.error_msg, r.c).toMatch(/^timestamp: ".*" is not an ISO-8601 timestamp$/);
+        continue;
+      }
+      expect(r.occurred_at, r.c).toEqual(r.truth);
+      if (r.error_msg !== null)
+        expect(r.error_msg, r.c).toMatch(/^timestamp: ".*" is outside the accepted window/);
+    }
+    expect(rows.filter((r) => r.truth !== null).length).toBeGreaterThan(8);
+    expect(rows.filter((r) => r.truth === null).length).toBeGreaterThan(8);
+  });
+});
+
+describe('the fast and the careful mode', () => {
+  // A batch runs the fast mode, where a uuid or timestamp of the right layout goes straight to
+  // its plain cast; when such a cast raises (a non-hex digit, 30 February) the batch runs again
+  // in the careful mode. Alone in a batch of one, each corpus payload runs the fast mode (unless
+  // it holds such a value itself); all together with such a value they run the careful mode.
+  // Both must record the same outcome for every payload.
+  let modes: TestDb;
+  const TRIGGER = JSON.stringify({
+    event_type: 'x',
+    account_id: 'zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz',
+  });
+  /** Per corpus case, in corpus order: the status, error_msg and fact of each run. */
+  let alone: unknown[];
+  let together: unknown[];
+  let triggerRow: unknown;
+
+  const insertCorpus = async (extra: string[]) => {
+    const rows = await modes.sql<{ id: string }[]>`
+      insert into spectrum.raw_events (payload, received_at)
+      select j::jsonb, ${RECEIVED_AT}::timestamptz
+        from unnest(${[...corpus.map((c) => c.json), ...extra]}::text[]) with ordinality as c(j, n)
+       order by n
+      returning id`;
+    return rows.map((r) => r.id);
+  };
+  const outcomes = async (rawIds: string[]) => {
+    const rows = await modes.sql`
+      select r.id, r.status, r.error_msg,
+             case when f.event_id = f.raw_event_id then 'raw id' else f.event_id::text end
+               as event_id,
+             f.event_type, f.account_id, f.user_id, f.occurred_at, f.geo_id, f.properties
+        from spectrum.raw_events r
+        left join spectrum.fact_events f on f.raw_event_id = r.id
+       where r.id = any(${rawIds}::uuid[])`;
+    const byId = new Map(rows.map(({ id, ...rest }) => [id as string, rest]));
+    return rawIds.map((id) => byId.get(id));
+  };
+
+  beforeAll(async () => {
+    modes = await testDatabase('extract_modes');
+    const first = await insertCorpus([]);
+    await modes.sql`call spectrum.process_pending(p_batch_size => 1)`;
+    alone = await outcomes(first);
+    const second = await insertCorpus([TRIGGER]);
+    await modes.sql`call spectrum.process_pending()`;
+    together = await outcomes(second.slice(0, corpus.length));
+    [triggerRow] = await outcomes(second.slice(corpus.length));
+  });
+  afterAll(async () => modes?.drop());
+
+  it('ran each payload alone, then all of them in one batch', async () => {
+    const runs = await modes.sql`
+      select batches, claimed::int from spectrum.pipeline_runs order by started_at`;
+    expect(runs).toEqual([
+      { batches: corpus.length, claimed: corpus.length },
+      { batches: 1, claimed: corpus.length + 1 },
+    ]);
+    expect(triggerRow).toMatchObject({
+      status: 'failed',
+      error_msg: 'account_id: "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz" is not a uuid',
+    });
+  });
+
+  it.each(corpus.map((c, i) => [c.name, i] as const))('%s', (_name, i) => {
+    expect(together[i]).toEqual(alone[i]);
+    const c = corpus[i]!;
+    expect((alone[i] as { status: string }).status).toBe('error' in c.expect ? 'failed' : 'done');
   });
 });

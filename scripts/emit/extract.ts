@@ -1,7 +1,17 @@
 /*
  * The extraction: one SELECT that turns (raw_id, received_at, payload) rows into typed
- * extracted_event rows without ever raising. Cheap shape tests guard the plain casts; only
- * values that fail the shape test go through the exception-wrapped spectrum.try_* casts.
+ * extracted_event rows. It runs in two modes, chosen by the PL/pgSQL variable CAREFUL:
+ *   - fast (the first attempt): a uuid or timestamp whose layout is right (separators in place,
+ *     and for a timestamp every digit a digit) goes straight to its plain cast, which may still
+ *     raise (a letter g in a uuid, 30 February);
+ *   - careful (only when the fast attempt raised): full shape tests guard the plain casts, and
+ *     values that fail them go through the exception-wrapped spectrum.try_* casts; it never
+ *     raises for a bad value.
+ * Both modes give every row the same outcome: what the fast mode casts is exactly what try_*
+ * would accept, with the same value. extractAttempts runs the fast attempt, then the careful
+ * one if the fast one raised a data exception. error_msg is built only for rows that fail one
+ * cheap validity test (rowIsValid); geo_id only for rows with a place (process_claimed leaves
+ * it unread and computes it once per distinct place of the batch instead).
  * The same text is embedded in spectrum.extract_event and spectrum.process_claimed, and both
  * files carry extractLegend: what each positional name holds, what each level computes. Each
  * level is a subquery fenced by `offset 0`; FENCES gives the reasons, written beside each fence.
@@ -23,6 +33,10 @@ import {
 const j = (f: FieldModel) => `f${f.position}_json`;
 const s = (f: FieldModel) => `f${f.position}_text`;
 const v = (f: FieldModel) => `f${f.position}_value`;
+const b = (f: FieldModel) => `f${f.position}_bits`;
+
+/** The PL/pgSQL boolean that picks the careful mode; each embedding function declares it false. */
+export const CAREFUL = 'v_careful';
 const hasText = (f: FieldModel) =>
   f.type === 'text' || f.type === 'uuid' || f.type === 'timestamptz';
 
@@ -46,6 +60,15 @@ const TS_SHAPES = TS_FRACS.flatMap((frac) =>
 const TS_OFFSET_SHAPES = TS_FRACS.flatMap((frac) =>
   ['+', '-'].map((sign) => `0000-00-00T00:00:00${frac}${sign}00:00`),
 );
+/**
+ * The timestamp layouts of the fast mode (0 a digit, + either sign): those of the careful shape
+ * test, each of its own length, so that the length picks the layout.
+ */
+const TS_LAYOUTS = [...TS_SHAPES, ...TS_FRACS.map((frac) => `0000-00-00T00:00:00${frac}+00:00`)];
+if (new Set(TS_LAYOUTS.map((l) => l.length)).size !== TS_LAYOUTS.length)
+  throw new Error('two timestamp layouts of one length');
+/** The largest jsonb string whose bits are taken (its text is then at most ~52 bytes). */
+const MAX_BITS_JSONB = 64;
 const MONTHS_31 = ['01', '03', '05', '07', '08', '10', '12'];
 /**
  * The bytes of the hex digits 0-9, a-f and A-F (decode is immutable: folded once per plan; no
@@ -91,6 +114,35 @@ function timestampShape(x: string): string {
        and ${sub(18)} < '60'`;
 }
 
+/** A bit-string constant, one byte per character of `layout`. */
+const bits = (layout: string, byte: (c: string) => string) =>
+  `x'${[...layout].map(byte).join('')}'`;
+const hex = (c: string) => c.charCodeAt(0).toString(16).padStart(2, '0');
+
+/**
+ * The fast mode's timestamp layout test, over the bits of the text (fN_bits: its bytes as a bit
+ * string). By bytes of the layout: a separator must be itself (a sign either sign), a digit
+ * 0x30-0x39: its high nibble 3, and its low nibble at most 9 (not bit 8 together with bit 4 or
+ * bit 2). Digits in place are all the plain cast needs to read the text as the careful mode
+ * would (the ISO-8601 pattern of spectrum.try_timestamptz); a field out of range still raises.
+ */
+function timestampLayout(f: FieldModel): string {
+  const x = b(f);
+  const arms = TS_LAYOUTS.map((layout) => {
+    const mask = bits(layout, (c) => (c === '0' ? 'f0' : 'ff'));
+    const want = (sign: string) =>
+      bits(layout, (c) => (c === '0' ? '30' : hex(c === '+' ? sign : c)));
+    const wants = layout.includes('+') ? `in (${want('+')},\n${want('-')})` : `= ${want('+')}`;
+    const low = bits(layout, (c) => (c === '0' ? '08' : '00'));
+    return `when ${layout.length}
+  then (${x} & ${mask})
+       ${wants.replace(/\n/g, '\n          ')}
+   and bit_count(${x} & ((${x} << 1) | (${x} << 2))
+                 & ${low}) = 0`;
+  });
+  return `case octet_length(${s(f)})\n${indent(arms.join('\n'))}\nend`;
+}
+
 function typedValue(f: FieldModel): string {
   const x = j(f);
   switch (f.type) {
@@ -103,7 +155,11 @@ function typedValue(f: FieldModel): string {
       // character, and translate() is slower still: 1.3-1.6 against 4.6 µs per value).
       // uuid_in takes 32 hex digits, a hyphen after any group of four, and braces: 32 to 41
       // characters.
-      return `case ${dflt}when octet_length(${s(f)}) = 36
+      // The fast mode casts any text of that layout: a non-hex digit raises.
+      return `case ${dflt}when not ${CAREFUL} and octet_length(${s(f)}) = 36
+       and ${s(f)} like '________-____-____-____-____________'
+    then ${s(f)}::uuid
+  when octet_length(${s(f)}) = 36
        and ${s(f)} like '________-____-____-____-____________'
        and octet_length(replace(${s(f)}, '-', '')) = 32
        and btrim(textsend(replace(${s(f)}, '-', '')),
@@ -113,7 +169,9 @@ function typedValue(f: FieldModel): string {
     }
     case 'timestamptz': {
       const dflt = f.default === 'received_at' ? `when ${x} is null then received_at\n  ` : '';
-      return `case ${dflt}when ${timestampShape(s(f))}
+      return `case ${dflt}when not ${CAREFUL} and ${indent(timestampLayout(f), 6).trimStart()}
+    then ${s(f)}::timestamptz
+  when ${timestampShape(s(f))}
     then ${s(f)}::timestamptz
   else spectrum.try_timestamptz(${s(f)}) end`;
     }
@@ -199,6 +257,44 @@ function fieldError(f: FieldModel, m: Model): string {
   return `case\n${indent(arms.join('\n'))}\nend`;
 }
 
+/**
+ * Whether a row certainly has no error: every field present where required, of its type, within
+ * its limits. Each test is a cheap necessary condition of its field's error being null (a text's
+ * octet_length bounds its length in characters), so a row that passes needs no error_msg; a
+ * row that fails it, or where a test is null (an empty trimmed text), is built its error_msg in
+ * full, which may still be null.
+ */
+function rowIsValid(m: Model, parentCol: (p: string[]) => string): string {
+  const max = m.spec.limits.maxTextLength;
+  const { before, after } = m.spec.window;
+  const optional = (f: FieldModel, test: string) =>
+    f.required ? test : `(${j(f)} is null or ${test})`;
+  const tests = [
+    "payload_type = 'object'",
+    `payload_bytes <= ${m.spec.limits.maxPayloadBytes}`,
+    ...m.parents.map(
+      (p) => `(${parentCol(p)} is null or jsonb_typeof(${parentCol(p)}) in ('object', 'null'))`,
+    ),
+    ...m.fields.map((f) => {
+      const val = v(f);
+      if (f.type === 'text') {
+        // Untrimmed, the text is the value (null unless of an accepted JSON type); trimmed, the
+        // value is null only when trimming left nothing.
+        const length = `octet_length(${val}) <= ${max}`;
+        return optional(f, f.trim ? length : `(${val} <> '' and ${length})`);
+      }
+      if (f.type === 'timestamptz')
+        return optional(
+          f,
+          `(${val} >= received_at - interval ${literal(before)}\n` +
+            `     and ${val} <= received_at + interval ${literal(after)})`,
+        );
+      return optional(f, `${val} is not null`);
+    }),
+  ];
+  return tests.join('\nand ');
+}
+
 const comment = (text: string) => `-- ${text.split('\n').join('\n-- ')}`;
 
 /** One fenced level: `offset 0` keeps the planner from pulling it up into the level above. */
@@ -234,11 +330,23 @@ export function extractLegend(m: Model, of = 'the extraction SELECT'): string {
     '-- and compute its columns again at every reference; each fence says why it matters there):',
     '--   l0  the payload, detoasted once',
     '--   l1  payload_type, payload_bytes, parentN and fN_json (null when the payload is too big)',
-    '--   l2  fN_text of the text, uuid and timestamptz fields',
-    '--   l3  fN_value, defaults applied; the outer SELECT adds error_msg and geo_id',
+    '--   l2  fN_text of the text, uuid and timestamptz fields; fN_bits, the bytes of a short',
+    '--       timestamp text as a bit string, for the fast layout test',
+    '--   l3  fN_value, defaults applied; the outer SELECT adds error_msg (built only for a row',
+    '--       that fails the cheap validity test) and geo_id (only for a row with a place)',
+    `-- ${CAREFUL} picks the mode: false, a uuid or timestamp of the right layout goes straight to`,
+    '-- its plain cast (which may raise: the statement then runs again with it true); true, full',
+    '-- shape tests and exception-wrapped casts that never raise.',
   ];
   return `${lines.join('\n')}\n`;
 }
+
+/**
+ * A place's geo_id from its geography values (in spec order): the one definition, which
+ * extract_event computes per row and process_claimed per distinct place of a batch.
+ */
+export const geoIdOf = (values: string[], by = 0) =>
+  `md5(jsonb_build_array(${wrap(values, 40).join(`,\n${' '.repeat(by + 22)}`)})::text)::uuid`;
 
 /**
  * The extraction SELECT over `source`, a SELECT of raw_id, received_at and payload.
@@ -277,7 +385,18 @@ ${indent(comment(FENCES.l0), 1)}
     ...m.parents.map(parentCol),
     ...m.fields.map(j),
   ];
-  const l2 = [...carried, ...texts.map((f) => `${textOf(f)} as ${s(f)}`)];
+  const l2 = [
+    ...carried,
+    ...texts.map((f) => `${textOf(f)} as ${s(f)}`),
+    ...m.fields
+      .filter((f) => f.type === 'timestamptz')
+      .map(
+        (f) =>
+          `case when not ${CAREFUL} and jsonb_typeof(${j(f)}) = 'string'\n` +
+          `       and pg_column_size(${j(f)}) <= ${MAX_BITS_JSONB}\n` +
+          `  then ('x' || encode(textsend(${j(f)} #>> '{}'), 'hex'))::varbit end as ${b(f)}`,
+      ),
+  ];
   const l3 = [...carried, ...m.fields.map((f) => `${typedValue(f)} as ${v(f)}`)];
   const errors = [
     ...m.parents.map(
@@ -289,6 +408,8 @@ ${indent(comment(FENCES.l0), 1)}
     ...m.fields.map((f) => fieldError(f, m)),
   ];
   const errorMsg = `case
+  when ${indent(rowIsValid(m, parentCol), 5).trimStart()}
+    then null
   when payload_type is distinct from 'object' then 'payload: is not a JSON object'
   when payload_bytes > ${max}
     then 'payload: ' || payload_bytes || ' bytes exceeds limits.maxPayloadBytes (${max})'
@@ -298,7 +419,7 @@ ${indent(errors.join(',\n'), 4)}
 end`;
   const geoId = geo.length
     ? `case when coalesce(${geo.map(v).join(', ')}) is not null
-  then md5(jsonb_build_array(${geo.map(v).join(', ')})::text)::uuid end`
+  then ${geoIdOf(geo.map(v))} end`
     : 'null::uuid';
   const out = [
     'raw_id',
@@ -318,6 +439,27 @@ ${indent(out.join(',\n'))}
 from (
 ${indent(nested)}
 ) l3`;
+}
+
+/**
+ * `statement` (which embeds extractSelect) and then `after`, in the fast mode; again in the
+ * careful mode when a plain cast of the fast mode raised. A data exception in the careful mode
+ * is not a bad value (those never raise there): it propagates.
+ */
+export function extractAttempts(statement: string, after = ''): string {
+  return `loop
+  begin
+${indent(statement, 4)};
+${after ? `${indent(after, 4)}\n` : ''}    exit;
+  exception when data_exception then
+    -- A value of the right layout failed its plain cast: the careful mode reads every value
+    -- through the full shape tests and the exception-wrapped casts.
+    if ${CAREFUL} then
+      raise;
+    end if;
+    ${CAREFUL} := true;
+  end;
+end loop;`;
 }
 
 export function emitExtractEvent(m: Model): string {
@@ -342,9 +484,9 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_row spectrum.extracted_event;
+  ${CAREFUL} boolean := false;
 begin
-${indent(extractSelect(m, source))}
-  into v_row;
+${indent(extractAttempts(`${extractSelect(m, source)}\n  into v_row`))}
   return v_row;
 end
 $$;

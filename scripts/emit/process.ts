@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FieldModel, Model } from '../spec/model.ts';
-import { extractLegend, extractSelect } from './extract.ts';
+import { CAREFUL, extractAttempts, extractLegend, extractSelect, geoIdOf } from './extract.ts';
 import { commentOn, GENERATED, ident, indent, wrap } from './sql.ts';
 
 /** `head` and a column list, continued on lines indented by `by` when it is long. */
@@ -63,6 +63,37 @@ on conflict (${k}) do update
  where ${[...widened, ...changed].join('\n    or ')};`;
 }
 
+/**
+ * The batch's distinct places among its valid, current events, each with its geo_id: computed
+ * once per place rather than once per row (md5 is the dearest step of the extraction). A place
+ * is keyed by its values as text, '' for null, so that rows hash-join to it: no valid value
+ * prints as '' (a text field refuses '' or trims it to null). A non-text value is grouped on as
+ * well, since equal values may print differently (1.0 and 1.00) and so differ in geo_id. Its
+ * columns are named by spec position (fN_key, fN_value), never by field name.
+ */
+const placeKey = (f: FieldModel, of = '') =>
+  `coalesce(${of}${ident(f.name)}${f.type === 'text' ? '' : '::text'}, '')`;
+
+/** A place's value of field f, from its key (a text) or the value it is grouped on (any other). */
+const placeValue = (f: FieldModel) =>
+  f.type === 'text' ? `nullif(f${f.position}_key, '')` : `f${f.position}_value`;
+
+function places(batch: string, fields: FieldModel[]): string {
+  const key = (f: FieldModel) => `f${f.position}_key`;
+  const val = (f: FieldModel) => `f${f.position}_value`;
+  const typed = fields.filter((f) => f.type !== 'text');
+  const keys = fields.map((f) => `${placeKey(f)} as ${key(f)}`);
+  const values = fields.map(placeValue);
+  const groups = [...keys, ...typed.map((f) => `${ident(f.name)} as ${val(f)}`)];
+  return `select ${[...fields.map(key), ...typed.map(val)].join(', ')},
+       ${geoIdOf(values, 7)} as geo_id
+  from (select ${wrap(groups, 76).join(',\n               ')}
+          from pg_temp.${batch}
+         where error_msg is null and superseded is null
+           and coalesce(${fields.map((f) => ident(f.name)).join(', ')}) is not null
+         group by ${groups.map((_, i) => i + 1).join(', ')}) place`;
+}
+
 /** The claimed rows, as extractSelect reads them. */
 const SOURCE = `select id as raw_id, received_at, payload
   from spectrum.raw_events
@@ -87,18 +118,27 @@ const BOOKKEEPING = [
 ];
 
 export function emitProcessClaimed(m: Model): string {
+  // What extract_event returns but geo_id: the pipeline computes that per place (places()).
   const typeCols = [
     ['raw_id', 'uuid'],
     ['received_at', 'timestamptz'],
     ['error_msg', 'text'],
-    ['geo_id', 'uuid'],
     ...m.fields.map((f) => [f.name, f.sqlType]),
   ];
   const tableCols = [...typeCols, ...BOOKKEEPING].map(([n, t]) => `${ident(n!)} ${t}`);
   const shape = createHash('sha256').update(tableCols.join(',')).digest('hex');
   const batch = `spectrum_batch_${shape.slice(0, 8)}`;
   const colNames = typeCols.map(([n]) => ident(n!));
-  const geo = m.dims.geography.map((f) => ident(f.name));
+  const geoFields = m.dims.geography;
+  const geo = geoFields.map((f) => ident(f.name));
+  // A fact's geo_id is its place's (null without a place); other columns are the batch row's.
+  const placeJoin = geoFields.map((f) => `p.f${f.position}_key = ${placeKey(f, 'b.')}`);
+  const placeOf = geo.length
+    ? `\n  left join (\n${indent(places(batch, geoFields), 4)}\n  ) p\n` +
+      `    on ${placeJoin.join('\n   and ')}`
+    : '';
+  const placeGeoId = geo.length ? 'p.geo_id' : 'null::uuid';
+  const factValue = (c: string) => (c === 'geo_id' ? placeGeoId : `b.${c}`);
   const extras = m.factExtras.map((f) => ident(f.name));
   const userWhere = ' and user_id is not null';
   const factCols = ['event_id', 'raw_event_id', ...FACT_COLS, ...extras];
@@ -111,11 +151,15 @@ ${indent(tableCols.join(',\n'), 4)}
 end if;
 truncate pg_temp.${batch};
 
-${list(`insert into pg_temp.${batch} (`, colNames, 4)})
-${extractSelect(m, SOURCE)};
-get diagnostics v_rows = row_count;
+-- The extraction's geo_id is not kept (the planner drops it unread): facts take their place's.
+${extractAttempts(
+  `${list(`insert into pg_temp.${batch} (`, colNames, 4)})\n` +
+    `${list('select ', colNames, 7)}\n` +
+    `  from (\n${indent(extractSelect(m, SOURCE), 4)}\n  ) extracted`,
+  'get diagnostics v_rows = row_count;',
+)}
 -- Statistics only for the columns that filters test: the plans need their null fractions.
-analyze pg_temp.${batch} (error_msg, superseded, user_id, geo_id, prev_account_id);
+analyze pg_temp.${batch} (error_msg, superseded, user_id, prev_account_id);
 
 -- Every month a valid event needs must have its partition; else nothing is written and the
 -- caller creates them in a transaction of their own, then retries the batch.
@@ -181,12 +225,17 @@ ${dimUpsert(batch, 'spectrum.dim_accounts', ['account_id'], m.dims.accounts, '')
 
 ${dimUpsert(batch, 'spectrum.dim_users', ['account_id', 'user_id'], m.dims.users, userWhere)}
 
-${list('insert into spectrum.dim_geography (', ['geo_id', ...geo], 4)})
-${list('select distinct on (geo_id) ', ['geo_id', ...geo], 7)}
-  from pg_temp.${batch}
- where error_msg is null and superseded is null and geo_id is not null
+${
+  geo.length
+    ? `${list('insert into spectrum.dim_geography (', ['geo_id', ...geo], 4)})
+${list('select ', ['geo_id', ...geoFields.map(placeValue)], 7)}
+  from (
+${indent(places(batch, geoFields), 4)}
+  ) p
  order by geo_id
-on conflict do nothing;
+on conflict do nothing;`
+    : '-- No geography fields: no places.'
+}
 
 -- Fresh statistics for a dimension that grew, before the fact insert plans its key checks.
 perform spectrum.analyze_grown_tables(
@@ -204,10 +253,10 @@ delete from spectrum.fact_events f
 -- In primary-key order: the key inserts and the foreign-key lookups then walk their indexes in
 -- order (a tenth faster than in batch order).
 ${list('insert into spectrum.fact_events (', factCols, 4)})
-${list('select ', ['event_id', 'raw_id', ...FACT_COLS, ...extras], 7)}
-  from pg_temp.${batch}
- where error_msg is null and superseded is null
- order by account_id, event_id;
+${list('select ', ['event_id', 'raw_id', ...FACT_COLS, ...extras].map(factValue), 7)}
+  from pg_temp.${batch} b${placeOf}
+ where b.error_msg is null and b.superseded is null
+ order by b.account_id, b.event_id;
 
 -- The one status update. e.id = any(p_ids) lets the planner probe the primary key for the
 -- batch's rows rather than walk raw_events (millions of done rows) to join them.
@@ -244,6 +293,7 @@ declare
   v_months timestamptz[];
   v_missing timestamptz[];
   v_rows integer;
+  ${CAREFUL} boolean := false;
 begin
 ${indent(body)}
 end
