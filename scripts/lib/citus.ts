@@ -206,7 +206,8 @@ export async function distribute(
     await sql.unsafe(`
       create or replace function spectrum.raw_bucket() returns integer
       language sql volatile parallel safe as $$
-        select ('{${buckets.join(',')}}'::integer[])[1 + pg_catalog.floor(pg_catalog.random() * ${buckets.length})::integer]
+        select ('{${buckets.join(',')}}'::integer[])
+               [1 + pg_catalog.floor(pg_catalog.random() * ${buckets.length})::integer]
       $$`);
     await sql`insert into spectrum.raw_buckets (bucket) select unnest(${buckets}::integer[])`;
     log(
