@@ -65,6 +65,11 @@ async function containerServer(context: string): Promise<TestServer> {
     );
     const failed = output.find((line) => line.error);
     if (failed) throw new Error(`image build failed: ${failed.error}`);
+    const built = await docker
+      .getImage(containerImage)
+      .inspect()
+      .catch(() => null);
+    if (!built) throw new Error(`image build failed: no ${containerImage} image afterwards`);
   };
   try {
     await within(15 * minutes, 'building the image', build());
