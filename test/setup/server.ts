@@ -47,7 +47,9 @@ async function containerServer(context: string): Promise<TestServer> {
     10_000,
     'reaching the container runtime',
     getContainerRuntimeClient(),
-  );
+  ).catch((e: Error) => {
+    throw new Error(`no container runtime answers (${e.message})`);
+  });
   const docker = client.container.dockerode;
 
   const hasBase = await docker
