@@ -1768,7 +1768,7 @@ comment on function spectrum.fact_partition_ranges() is 'The partitions attached
 revoke all on function spectrum.fact_partition_ranges() from public;
 grant execute on function spectrum.fact_partition_ranges() to spectrum_definer;
 
--- spectrum:object 246_job_problems.sql d93b35b8272e284d
+-- spectrum:object 246_job_problems.sql 1e665404cfce5c56
 /*
  * job_problems: spectrum.health's check of the pg_cron jobs this database expects
  * (spectrum.scheduled_jobs): each must be in cron.job, active, its last finished run not failed,
@@ -1777,6 +1777,22 @@ grant execute on function spectrum.fact_partition_ranges() to spectrum_definer;
  * settings are readable by superusers only: where pg_cron lives comes from scheduled_jobs.
  * Runs as health's owner, spectrum_definer, which applySchedule lets read the jobs.
  */
+-- A job as expected and as pg_cron has it: the row type of job_problems' dynamic query.
+do $$
+begin
+  if to_regtype('spectrum.cron_job_state') is null then
+    create type spectrum.cron_job_state as (
+      name text, want_schedule text, want_command text, applied_at timestamptz,
+      jobid bigint, schedule text, command text, active boolean,
+      last_status text, last_start timestamptz,
+      finished_status text, finished_start timestamptz, return_message text
+    );
+  end if;
+end
+$$;
+
+comment on type spectrum.cron_job_state is 'Internal: one expected job of spectrum.scheduled_jobs beside its cron.job row and last runs, as spectrum.job_problems reads them.';
+
 create or replace function spectrum.job_problems(
   p_late_after interval default '10 minutes',
   out expected integer,
@@ -1793,7 +1809,7 @@ declare
   v_cron oid;
   v_now timestamptz := now();
   v_timezone text := 'UTC';
-  v_job record;
+  v_job spectrum.cron_job_state;
   v_due timestamptz;
 begin
   problems := '{}';

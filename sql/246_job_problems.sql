@@ -6,6 +6,22 @@
  * settings are readable by superusers only: where pg_cron lives comes from scheduled_jobs.
  * Runs as health's owner, spectrum_definer, which applySchedule lets read the jobs.
  */
+-- A job as expected and as pg_cron has it: the row type of job_problems' dynamic query.
+do $$
+begin
+  if to_regtype('spectrum.cron_job_state') is null then
+    create type spectrum.cron_job_state as (
+      name text, want_schedule text, want_command text, applied_at timestamptz,
+      jobid bigint, schedule text, command text, active boolean,
+      last_status text, last_start timestamptz,
+      finished_status text, finished_start timestamptz, return_message text
+    );
+  end if;
+end
+$$;
+
+comment on type spectrum.cron_job_state is 'Internal: one expected job of spectrum.scheduled_jobs beside its cron.job row and last runs, as spectrum.job_problems reads them.';
+
 create or replace function spectrum.job_problems(
   p_late_after interval default '10 minutes',
   out expected integer,
@@ -22,7 +38,7 @@ declare
   v_cron oid;
   v_now timestamptz := now();
   v_timezone text := 'UTC';
-  v_job record;
+  v_job spectrum.cron_job_state;
   v_due timestamptz;
 begin
   problems := '{}';
