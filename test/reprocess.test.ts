@@ -222,7 +222,7 @@ describe('spectrum.reprocess', () => {
   );
 
   it('is not callable by the producer role nor by PUBLIC', async () => {
-    const reprocess = 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)';
+    const reprocess = 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean)';
     const [p] = await db.sql`
       select has_function_privilege('spectrum_producer', ${reprocess}, 'execute') as ok`;
     expect(p!.ok).toBe(false);
