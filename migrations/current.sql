@@ -130,7 +130,7 @@ comment on function spectrum.reprocess_filter(text, text, uuid[], timestamptz, t
 revoke all on function spectrum.reprocess_filter(text, text, uuid[], timestamptz, timestamptz, text, uuid) from public;
 grant execute on function spectrum.reprocess_filter(text, text, uuid[], timestamptz, timestamptz, text, uuid) to spectrum_definer;
 
--- spectrum:object 212_reprocess_runs.sql 1c8054d92d68a741
+-- spectrum:object 212_reprocess_runs.sql 11d009a8e33d6f8c
 /*
  * reprocess_runs: one row per CALL spectrum.reprocess_in_chunks: its filters, how many rows they
  * matched when it started, and how far it got. Each chunk commits its progress with its rows, so
@@ -153,7 +153,7 @@ create table if not exists spectrum.reprocess_runs (
   chunks integer not null default 0,
   lock_timeouts integer not null default 0,
   after_id uuid not null default '00000000-0000-0000-0000-000000000000',
-  in_flight_at_start pg_snapshot not null,
+  in_flight_at_start xid8[] not null default '{}',
   last_chunk_at timestamptz,
   finished_at timestamptz,
   constraint reprocess_runs_pkey primary key (run_id),
@@ -181,7 +181,7 @@ comment on column spectrum.reprocess_runs.finished_at is 'When the run reached t
 grant select on spectrum.reprocess_runs to spectrum_operator;
 grant select, insert, update on spectrum.reprocess_runs to spectrum_definer;
 
--- spectrum:object 213_reprocess_start.sql ea045996b54ba8f8
+-- spectrum:object 213_reprocess_start.sql f360a788007573ec
 /*
  * reprocess_start: spectrum.reprocess_in_chunks's first step. Checks the filters, counts the rows
  * they match, and records the run (with the transactions in flight now, which its chunks wait
@@ -208,6 +208,9 @@ as $$
 declare
   v_where text;
   v_now timestamptz := clock_timestamp();
+  v_own xid8;
+  v_snapshot pg_snapshot;
+  v_in_flight xid8[];
 begin
   v_where := spectrum.reprocess_filter('spectrum.reprocess_in_chunks', p_status, p_ids,
     p_received_after, p_received_before, p_event_type, p_account_id);
@@ -223,11 +226,21 @@ begin
     return;
   end if;
 
+  -- Every transaction that has an id older than this one's and has not ended: those in the
+  -- snapshot, and those above its xmax (assigned before ours, not yet ended when it was taken).
+  v_own := pg_current_xact_id();
+  v_snapshot := pg_current_snapshot();
+  v_in_flight := array(
+    select x from pg_snapshot_xip(v_snapshot) x
+    union all
+    select g::text::xid8
+      from generate_series(pg_snapshot_xmax(v_snapshot)::text::bigint, v_own::text::bigint - 1) g);
+
   insert into spectrum.reprocess_runs as r
          (started_at, started_by, status, ids, received_after, received_before, event_type,
           account_id, chunk_size, matched, in_flight_at_start)
   values (v_now, session_user, p_status, p_ids, p_received_after, p_received_before, p_event_type,
-          p_account_id, p_chunk_size, matched, pg_current_snapshot())
+          p_account_id, p_chunk_size, matched, v_in_flight)
   returning r.run_id into run_id;
 end
 $$;
@@ -239,7 +252,7 @@ alter function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, 
 revoke all on function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean) from public;
 grant execute on function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean) to spectrum_operator;
 
--- spectrum:object 214_reprocess_chunk.sql 4016492cc24019aa
+-- spectrum:object 214_reprocess_chunk.sql 48d957db00940b9c
 /*
  * reprocess_chunk: one chunk of a reprocess run, in the caller's transaction
  * (spectrum.reprocess_in_chunks commits after each). Re-queues up to chunk_size matching rows
@@ -317,7 +330,7 @@ begin
   end if;
 
   select count(*)::integer into waiting
-    from pg_snapshot_xip(v_run.in_flight_at_start) x
+    from unnest(v_run.in_flight_at_start) x
    where pg_xact_status(x) = 'in progress';
   if waiting > 0 then
     perform pg_sleep(0.2);
@@ -336,11 +349,13 @@ begin
   end if;
   execute 'select array(select id from spectrum.raw_events where id > $7'
           || case when v_scan_end is null then '' else ' and id <= $8' end
-          || ' and ' || v_where || ' order by id limit $9)'
+          || ' and ' || v_where || ' order by id limit $9 + 1)'
      into v_ids
     using v_run.status, v_run.ids, v_run.received_after, v_run.received_before, v_run.event_type,
           v_run.account_id, v_run.after_id, v_scan_end, v_run.chunk_size;
-  if cardinality(v_ids) = v_run.chunk_size then
+  -- One id past the chunk says whether another chunk is needed.
+  if cardinality(v_ids) > v_run.chunk_size then
+    v_ids := v_ids[1:v_run.chunk_size];
     v_next := v_ids[v_run.chunk_size];
   elsif v_scan_end is not null then
     v_next := v_scan_end;

@@ -20,7 +20,7 @@ create table if not exists spectrum.reprocess_runs (
   chunks integer not null default 0,
   lock_timeouts integer not null default 0,
   after_id uuid not null default '00000000-0000-0000-0000-000000000000',
-  in_flight_at_start pg_snapshot not null,
+  in_flight_at_start xid8[] not null default '{}',
   last_chunk_at timestamptz,
   finished_at timestamptz,
   constraint reprocess_runs_pkey primary key (run_id),

@@ -24,6 +24,9 @@ as $$
 declare
   v_where text;
   v_now timestamptz := clock_timestamp();
+  v_own xid8;
+  v_snapshot pg_snapshot;
+  v_in_flight xid8[];
 begin
   v_where := spectrum.reprocess_filter('spectrum.reprocess_in_chunks', p_status, p_ids,
     p_received_after, p_received_before, p_event_type, p_account_id);
@@ -39,11 +42,21 @@ begin
     return;
   end if;
 
+  -- Every transaction that has an id older than this one's and has not ended: those in the
+  -- snapshot, and those above its xmax (assigned before ours, not yet ended when it was taken).
+  v_own := pg_current_xact_id();
+  v_snapshot := pg_current_snapshot();
+  v_in_flight := array(
+    select x from pg_snapshot_xip(v_snapshot) x
+    union all
+    select g::text::xid8
+      from generate_series(pg_snapshot_xmax(v_snapshot)::text::bigint, v_own::text::bigint - 1) g);
+
   insert into spectrum.reprocess_runs as r
          (started_at, started_by, status, ids, received_after, received_before, event_type,
           account_id, chunk_size, matched, in_flight_at_start)
   values (v_now, session_user, p_status, p_ids, p_received_after, p_received_before, p_event_type,
-          p_account_id, p_chunk_size, matched, pg_current_snapshot())
+          p_account_id, p_chunk_size, matched, v_in_flight)
   returning r.run_id into run_id;
 end
 $$;

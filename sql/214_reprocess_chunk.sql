@@ -75,7 +75,7 @@ begin
   end if;
 
   select count(*)::integer into waiting
-    from pg_snapshot_xip(v_run.in_flight_at_start) x
+    from unnest(v_run.in_flight_at_start) x
    where pg_xact_status(x) = 'in progress';
   if waiting > 0 then
     perform pg_sleep(0.2);
@@ -94,11 +94,13 @@ begin
   end if;
   execute 'select array(select id from spectrum.raw_events where id > $7'
           || case when v_scan_end is null then '' else ' and id <= $8' end
-          || ' and ' || v_where || ' order by id limit $9)'
+          || ' and ' || v_where || ' order by id limit $9 + 1)'
      into v_ids
     using v_run.status, v_run.ids, v_run.received_after, v_run.received_before, v_run.event_type,
           v_run.account_id, v_run.after_id, v_scan_end, v_run.chunk_size;
-  if cardinality(v_ids) = v_run.chunk_size then
+  -- One id past the chunk says whether another chunk is needed.
+  if cardinality(v_ids) > v_run.chunk_size then
+    v_ids := v_ids[1:v_run.chunk_size];
     v_next := v_ids[v_run.chunk_size];
   elsif v_scan_end is not null then
     v_next := v_scan_end;
