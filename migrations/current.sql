@@ -398,7 +398,7 @@ alter function spectrum.reprocess_chunk(bigint, integer) owner to spectrum_defin
 revoke all on function spectrum.reprocess_chunk(bigint, integer) from public;
 grant execute on function spectrum.reprocess_chunk(bigint, integer) to spectrum_operator;
 
--- spectrum:object 215_reprocess_in_chunks.sql 55fd203bddcca953
+-- spectrum:object 215_reprocess_in_chunks.sql b250fd2f5fe6b1c0
 /*
  * reprocess_in_chunks: spectrum.reprocess for millions of rows. Same filters; the rows are
  * re-queued in chunks that each commit (spectrum.reprocess_chunk), with a NOTICE per chunk, so no
@@ -492,6 +492,8 @@ begin
     else
       v_timeouts := 0;
       v_requeued := v_requeued + v_step.requeued;
+      -- Said once committed, so that a NOTICE never reports a chunk a cancel undid.
+      commit;
       select * into v_run from spectrum.reprocess_runs r where r.run_id = reprocess_in_chunks.run_id;
       v_seconds := greatest(extract(epoch from pg_catalog.clock_timestamp() - v_call_started), 0.001);
       raise notice 'reprocess run %: chunk %: % of % rows re-queued (%), % rows/s%',

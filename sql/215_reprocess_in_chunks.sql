@@ -91,6 +91,8 @@ begin
     else
       v_timeouts := 0;
       v_requeued := v_requeued + v_step.requeued;
+      -- Said once committed, so that a NOTICE never reports a chunk a cancel undid.
+      commit;
       select * into v_run from spectrum.reprocess_runs r where r.run_id = reprocess_in_chunks.run_id;
       v_seconds := greatest(extract(epoch from pg_catalog.clock_timestamp() - v_call_started), 0.001);
       raise notice 'reprocess run %: chunk %: % of % rows re-queued (%), % rows/s%',

@@ -33,7 +33,7 @@ afterAll(async () => {
 /** A connection of its own that keeps the NOTICEs it receives. */
 async function session(): Promise<{ sql: Sql; notices: string[]; pid: number }> {
   const notices: string[] = [];
-  const sql = connect(db.url, { max: 1, onnotice: (n) => notices.push(n.message) });
+  const sql = connect(db.url, { max: 1, onnotice: (n) => notices.push(n.message ?? '') });
   const [p] = await sql`select pg_backend_pid() as pid`;
   return { sql, notices, pid: p!.pid as number };
 }
@@ -46,7 +46,7 @@ const until = async (what: string, check: () => boolean | Promise<boolean>) => {
   }
 };
 
-const progressOf = async (runId: unknown) => {
+const progressOf = async (runId: string) => {
   const [r] = await db.sql`select * from spectrum.reprocess_progress where run_id = ${runId}`;
   return r!;
 };
