@@ -1362,6 +1362,559 @@ comment on procedure spectrum.process_pending(integer, interval, integer, intege
 
 revoke all on procedure spectrum.process_pending(integer, interval, integer, integer) from public;
 
+-- spectrum:object 210_reprocess.sql 8c0b336ac2e41979
+/*
+ * reprocess: an operator's re-queue after a fix, in one UPDATE; a bare call is refused
+ * (spectrum.reprocess_filter). dry_run counts instead. For millions of rows,
+ * spectrum.reprocess_in_chunks. Security definer owned by spectrum_definer (which may update only
+ * the status columns). Parameters are named like the columns, so the body qualifies them; values
+ * reach the query only through USING.
+ */
+-- The earlier signature, without the payload filters and dry_run.
+drop function if exists spectrum.reprocess(text, uuid[], timestamptz, timestamptz);
+
+create or replace function spectrum.reprocess(
+  status text default null,
+  ids uuid[] default null,
+  received_after timestamptz default null,
+  received_before timestamptz default null,
+  event_type text default null,
+  account_id uuid default null,
+  dry_run boolean default false
+)
+returns bigint
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  v_where text;
+  v_count bigint;
+begin
+  v_where := spectrum.reprocess_filter('spectrum.reprocess', reprocess.status, reprocess.ids,
+    reprocess.received_after, reprocess.received_before, reprocess.event_type, reprocess.account_id);
+
+  if reprocess.dry_run then
+    execute 'select count(*) from spectrum.raw_events where ' || v_where
+       into v_count
+      using reprocess.status, reprocess.ids, reprocess.received_after, reprocess.received_before,
+            reprocess.event_type, reprocess.account_id;
+    return v_count;
+  end if;
+
+  execute 'update spectrum.raw_events
+              set status = ''pending'', attempts = 0, error_msg = null, processed_at = null
+            where ' || v_where
+    using reprocess.status, reprocess.ids, reprocess.received_after, reprocess.received_before,
+          reprocess.event_type, reprocess.account_id;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+
+comment on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) is
+  'Re-queues raw events in one UPDATE: rows matching every filter given (status done/failed/processing, ids, received_after <= received_at < received_before, payload event_type, payload account_id) become pending with attempts 0; returns how many, or with dry_run => true how many it would, changing nothing. At least one filter is required. Reprocessed events replace their facts, never duplicate them. For millions of rows: CALL spectrum.reprocess_in_chunks.';
+
+alter function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) owner to spectrum_definer;
+revoke all on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) from public;
+grant execute on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) to spectrum_operator;
+
+-- spectrum:object 211_reprocess_filter.sql d93b9c71639ea7d2
+/*
+ * reprocess_filter: the one reading of reprocess's filters, for spectrum.reprocess and
+ * spectrum.reprocess_in_chunks. Refuses a call without any filter (or with a bad one), naming
+ * p_caller, and returns the WHERE clause over raw_events of the filters given, with their values
+ * as $1..$6 in parameter order, so each query gets the plan that fits the filters actually given.
+ */
+create or replace function spectrum.reprocess_filter(
+  p_caller text,
+  p_status text,
+  p_ids uuid[],
+  p_received_after timestamptz,
+  p_received_before timestamptz,
+  p_event_type text,
+  p_account_id uuid
+)
+returns text
+language plpgsql
+immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_where text[] := array['status <> ''pending'''];
+begin
+  if p_status is null and p_ids is null and p_received_after is null and p_received_before is null
+     and p_event_type is null and p_account_id is null then
+    raise exception '% needs at least one filter', p_caller
+      using hint = 'Say which rows to re-queue, e.g. '
+                   || case when p_caller like '%in_chunks' then 'CALL ' else 'select ' end
+                   || p_caller || '(status => ''failed''); '
+                   || 'filters: status, ids, received_after, received_before, event_type, '
+                   || 'account_id (they combine).',
+            errcode = '22023';
+  end if;
+  if p_status is not null and p_status not in ('done', 'failed', 'processing') then
+    raise exception '% cannot re-queue status %', p_caller, quote_literal(p_status)
+      using hint = 'status must be one of done, failed, processing (pending rows are already queued).',
+            errcode = '22023';
+  end if;
+  if p_received_after >= p_received_before then
+    raise exception '%: received_after (%) is not before received_before (%)',
+                    p_caller, p_received_after, p_received_before
+      using hint = 'The window is received_after <= received_at < received_before.', errcode = '22023';
+  end if;
+
+  if p_status is not null then v_where := v_where || 'status = $1'::text; end if;
+  if p_ids is not null then v_where := v_where || 'id = any ($2)'::text; end if;
+  if p_received_after is not null then v_where := v_where || 'received_at >= $3'::text; end if;
+  if p_received_before is not null then v_where := v_where || 'received_at < $4'::text; end if;
+  -- What the payload says, at the default spec's top-level keys. An account_id matches in any
+  -- spelling its uuid cast accepts (case, braces, hyphens).
+  if p_event_type is not null then
+    v_where := v_where || '(payload ->> ''event_type'') = $5'::text;
+  end if;
+  if p_account_id is not null then
+    v_where := v_where
+      || 'translate(lower(payload ->> ''account_id''), ''{}-'', '''') = translate($6::text, ''-'', '''')'::text;
+  end if;
+  return array_to_string(v_where, ' and ');
+end
+$$;
+
+comment on function spectrum.reprocess_filter(text, text, uuid[], timestamptz, timestamptz, text, uuid) is
+  'Internal: checks the filters of spectrum.reprocess and spectrum.reprocess_in_chunks (at least one, a status that can be re-queued, a non-empty window) and returns their WHERE clause over raw_events ($1..$6: status, ids, received_after, received_before, event_type, account_id).';
+
+revoke all on function spectrum.reprocess_filter(text, text, uuid[], timestamptz, timestamptz, text, uuid) from public;
+grant execute on function spectrum.reprocess_filter(text, text, uuid[], timestamptz, timestamptz, text, uuid) to spectrum_definer;
+
+-- spectrum:object 212_reprocess_runs.sql 11d009a8e33d6f8c
+/*
+ * reprocess_runs: one row per CALL spectrum.reprocess_in_chunks: its filters, how many rows they
+ * matched when it started, and how far it got. Each chunk commits its progress with its rows, so
+ * a run stopped at any instant resumes after after_id without resetting a row twice. Written only
+ * by spectrum.reprocess_start and spectrum.reprocess_chunk; spectrum.reprocess_progress reads it.
+ */
+create table if not exists spectrum.reprocess_runs (
+  run_id bigint generated always as identity,
+  started_at timestamptz not null,
+  started_by text not null,
+  status text,
+  ids uuid[],
+  received_after timestamptz,
+  received_before timestamptz,
+  event_type text,
+  account_id uuid,
+  chunk_size integer not null,
+  matched bigint not null,
+  requeued bigint not null default 0,
+  chunks integer not null default 0,
+  lock_timeouts integer not null default 0,
+  after_id uuid not null default '00000000-0000-0000-0000-000000000000',
+  in_flight_at_start xid8[] not null default '{}',
+  last_chunk_at timestamptz,
+  finished_at timestamptz,
+  constraint reprocess_runs_pkey primary key (run_id),
+  constraint reprocess_runs_chunk_size_check check (chunk_size > 0)
+);
+
+comment on table spectrum.reprocess_runs is 'One row per CALL spectrum.reprocess_in_chunks: the filters, the rows they matched at the start, the rows re-queued so far and the id the run has reached; progress commits with each chunk. See spectrum.reprocess_progress.';
+comment on column spectrum.reprocess_runs.started_by is 'The session user that started the run.';
+comment on column spectrum.reprocess_runs.status is 'Filter: the status of the rows to re-queue (null: any but pending).';
+comment on column spectrum.reprocess_runs.ids is 'Filter: these raw_events ids.';
+comment on column spectrum.reprocess_runs.received_after is 'Filter: received_at >= received_after.';
+comment on column spectrum.reprocess_runs.received_before is 'Filter: received_at < received_before.';
+comment on column spectrum.reprocess_runs.event_type is 'Filter: the payload''s event_type.';
+comment on column spectrum.reprocess_runs.account_id is 'Filter: the payload''s account_id.';
+comment on column spectrum.reprocess_runs.chunk_size is 'Rows re-queued per committed chunk, at most.';
+comment on column spectrum.reprocess_runs.matched is 'Rows the filters matched when the run started.';
+comment on column spectrum.reprocess_runs.requeued is 'Rows re-queued so far (committed).';
+comment on column spectrum.reprocess_runs.chunks is 'Chunks committed so far.';
+comment on column spectrum.reprocess_runs.lock_timeouts is 'Chunks rolled back and retried because a row or a counter stayed locked past the lock timeout.';
+comment on column spectrum.reprocess_runs.after_id is 'Cursor: every raw_events id up to this one has been dealt with; a resume continues after it.';
+comment on column spectrum.reprocess_runs.in_flight_at_start is 'Internal: the transactions in flight when the run started; its chunks start once they have all ended.';
+comment on column spectrum.reprocess_runs.last_chunk_at is 'When the last chunk committed.';
+comment on column spectrum.reprocess_runs.finished_at is 'When the run reached the end of raw_events; null while running or interrupted.';
+
+grant select on spectrum.reprocess_runs to spectrum_operator;
+grant select, insert, update on spectrum.reprocess_runs to spectrum_definer;
+
+-- spectrum:object 213_reprocess_start.sql f360a788007573ec
+/*
+ * reprocess_start: spectrum.reprocess_in_chunks's first step. Checks the filters, counts the rows
+ * they match, and records the run (with the transactions in flight now, which its chunks wait
+ * out); with p_dry_run it only counts. Security definer, owned by spectrum_definer, so that an
+ * operator's CALL may record a run it cannot write itself.
+ */
+create or replace function spectrum.reprocess_start(
+  p_status text,
+  p_ids uuid[],
+  p_received_after timestamptz,
+  p_received_before timestamptz,
+  p_event_type text,
+  p_account_id uuid,
+  p_chunk_size integer,
+  p_dry_run boolean,
+  out run_id bigint,
+  out matched bigint
+)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_where text;
+  v_now timestamptz := clock_timestamp();
+  v_own xid8;
+  v_snapshot pg_snapshot;
+  v_in_flight xid8[];
+begin
+  v_where := spectrum.reprocess_filter('spectrum.reprocess_in_chunks', p_status, p_ids,
+    p_received_after, p_received_before, p_event_type, p_account_id);
+  if p_chunk_size is null or p_chunk_size < 1 then
+    raise exception 'spectrum.reprocess_in_chunks: chunk_size must be a positive integer, got %', p_chunk_size
+      using hint = 'Call it as CALL spectrum.reprocess_in_chunks(…, chunk_size => 10000).', errcode = '22023';
+  end if;
+
+  execute 'select count(*) from spectrum.raw_events where ' || v_where
+     into matched
+    using p_status, p_ids, p_received_after, p_received_before, p_event_type, p_account_id;
+  if p_dry_run then
+    return;
+  end if;
+
+  -- Every transaction that has an id older than this one's and has not ended: those in the
+  -- snapshot, and those above its xmax (assigned before ours, not yet ended when it was taken).
+  v_own := pg_current_xact_id();
+  v_snapshot := pg_current_snapshot();
+  v_in_flight := array(
+    select x from pg_snapshot_xip(v_snapshot) x
+    union all
+    select g::text::xid8
+      from generate_series(pg_snapshot_xmax(v_snapshot)::text::bigint, v_own::text::bigint - 1) g);
+
+  insert into spectrum.reprocess_runs as r
+         (started_at, started_by, status, ids, received_after, received_before, event_type,
+          account_id, chunk_size, matched, in_flight_at_start)
+  values (v_now, session_user, p_status, p_ids, p_received_after, p_received_before, p_event_type,
+          p_account_id, p_chunk_size, matched, v_in_flight)
+  returning r.run_id into run_id;
+end
+$$;
+
+comment on function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean) is
+  'Internal (spectrum.reprocess_in_chunks): checks the filters, counts the rows they match and records a run in spectrum.reprocess_runs; with p_dry_run only counts.';
+
+alter function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean) owner to spectrum_definer;
+revoke all on function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean) from public;
+grant execute on function spectrum.reprocess_start(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean) to spectrum_operator;
+
+-- spectrum:object 214_reprocess_chunk.sql 48d957db00940b9c
+/*
+ * reprocess_chunk: one chunk of a reprocess run, in the caller's transaction
+ * (spectrum.reprocess_in_chunks commits after each). Re-queues up to chunk_size matching rows
+ * after the run's cursor, in id order, and moves the cursor past them; the rows and the cursor
+ * commit together, so a run stopped anywhere resumes without resetting a row twice.
+ * - Rows a pipeline batch holds are pending, which no filter matches: the UPDATE's WHERE rejects
+ *   them before it would wait, and the batch interprets them. Its first chunk waits for the
+ *   transactions in flight when the run started to end, so none of them (a batch running the
+ *   code from before a fix) can finish a row after the cursor has passed it.
+ * - Anything else holding a row or the status counters for more than the lock timeout (1 s)
+ *   rolls the chunk back: timed_out, the cursor unchanged, for the caller to retry.
+ * - A chunk reads at most ten chunks' worth of ids past the cursor, so sparse matches never make
+ *   one statement scan far.
+ * The advisory lock marks the run as running (spectrum.reprocess_progress) and keeps a second
+ * session off it. Security definer, owned by spectrum_definer.
+ */
+create or replace function spectrum.reprocess_chunk(
+  p_run_id bigint,
+  p_chunk_size integer default null,
+  out requeued bigint,
+  out waiting integer,
+  out timed_out boolean,
+  out finished boolean
+)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, pg_temp
+set lock_timeout = '1s'
+as $$
+declare
+  v_key integer := hashtext('spectrum.reprocess_runs');
+  v_run spectrum.reprocess_runs;
+  v_where text;
+  v_scan_end uuid;
+  v_ids uuid[];
+  v_next uuid;
+  v_now timestamptz;
+  v_holder integer;
+begin
+  requeued := 0;
+  waiting := 0;
+  timed_out := false;
+  finished := false;
+  if not pg_try_advisory_xact_lock(v_key, p_run_id::integer) then
+    select l.pid into v_holder
+      from pg_locks l
+     where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+       and l.database = (select oid from pg_database where datname = current_database())
+       and l.classid = v_key::oid and l.objid = p_run_id::integer::oid
+     limit 1;
+    raise exception 'reprocess run % is being run by another session (backend pid %)', p_run_id, v_holder
+      using hint = 'Let it finish, or stop it with select pg_cancel_backend(' || v_holder
+                   || ') and resume it from one session.',
+            errcode = '55P03';
+  end if;
+  select * into v_run from spectrum.reprocess_runs r where r.run_id = p_run_id for update;
+  if not found then
+    raise exception 'reprocess run % does not exist', p_run_id
+      using hint = 'select * from spectrum.reprocess_progress lists the runs.', errcode = '22023';
+  end if;
+  if v_run.finished_at is not null then
+    finished := true;
+    return;
+  end if;
+  if p_chunk_size is distinct from v_run.chunk_size and p_chunk_size is not null then
+    if p_chunk_size < 1 then
+      raise exception 'spectrum.reprocess_in_chunks: chunk_size must be a positive integer, got %', p_chunk_size
+        using hint = 'Call it as CALL spectrum.reprocess_in_chunks(run_id => ' || p_run_id
+                     || ', chunk_size => 10000).',
+              errcode = '22023';
+    end if;
+    update spectrum.reprocess_runs r set chunk_size = p_chunk_size where r.run_id = p_run_id;
+    v_run.chunk_size := p_chunk_size;
+  end if;
+
+  select count(*)::integer into waiting
+    from unnest(v_run.in_flight_at_start) x
+   where pg_xact_status(x) = 'in progress';
+  if waiting > 0 then
+    perform pg_sleep(0.2);
+    return;
+  end if;
+
+  v_where := spectrum.reprocess_filter('spectrum.reprocess_in_chunks', v_run.status, v_run.ids,
+    v_run.received_after, v_run.received_before, v_run.event_type, v_run.account_id);
+  if v_run.ids is null then
+    select e.id into v_scan_end
+      from spectrum.raw_events e
+     where e.id > v_run.after_id
+     order by e.id
+    offset v_run.chunk_size * 10 - 1
+     limit 1;
+  end if;
+  execute 'select array(select id from spectrum.raw_events where id > $7'
+          || case when v_scan_end is null then '' else ' and id <= $8' end
+          || ' and ' || v_where || ' order by id limit $9 + 1)'
+     into v_ids
+    using v_run.status, v_run.ids, v_run.received_after, v_run.received_before, v_run.event_type,
+          v_run.account_id, v_run.after_id, v_scan_end, v_run.chunk_size;
+  -- One id past the chunk says whether another chunk is needed.
+  if cardinality(v_ids) > v_run.chunk_size then
+    v_ids := v_ids[1:v_run.chunk_size];
+    v_next := v_ids[v_run.chunk_size];
+  elsif v_scan_end is not null then
+    v_next := v_scan_end;
+  else
+    v_next := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+    finished := true;
+  end if;
+
+  begin
+    -- The filters again: a row may have changed since it was found.
+    execute 'update spectrum.raw_events
+                set status = ''pending'', attempts = 0, error_msg = null, processed_at = null
+              where id = any ($7) and ' || v_where
+      using v_run.status, v_run.ids, v_run.received_after, v_run.received_before,
+            v_run.event_type, v_run.account_id, v_ids;
+    get diagnostics requeued = row_count;
+  exception when lock_not_available or deadlock_detected then
+    timed_out := true;
+    finished := false;
+    update spectrum.reprocess_runs r set lock_timeouts = r.lock_timeouts + 1 where r.run_id = p_run_id;
+    perform pg_sleep(0.5);
+    return;
+  end;
+
+  v_now := clock_timestamp();
+  update spectrum.reprocess_runs r
+     set requeued = r.requeued + reprocess_chunk.requeued,
+         chunks = r.chunks + 1,
+         after_id = v_next,
+         last_chunk_at = v_now,
+         finished_at = case when reprocess_chunk.finished then v_now end
+   where r.run_id = p_run_id;
+end
+$$;
+
+comment on function spectrum.reprocess_chunk(bigint, integer) is
+  'Internal (spectrum.reprocess_in_chunks): re-queues the next chunk of a run in spectrum.reprocess_runs and moves its cursor, in the caller''s transaction; reports the rows re-queued, whether it still waits for transactions older than the run, whether a lock wait timed out (nothing done), and whether the run is finished.';
+
+alter function spectrum.reprocess_chunk(bigint, integer) owner to spectrum_definer;
+revoke all on function spectrum.reprocess_chunk(bigint, integer) from public;
+grant execute on function spectrum.reprocess_chunk(bigint, integer) to spectrum_operator;
+
+-- spectrum:object 215_reprocess_in_chunks.sql b250fd2f5fe6b1c0
+/*
+ * reprocess_in_chunks: spectrum.reprocess for millions of rows. Same filters; the rows are
+ * re-queued in chunks that each commit (spectrum.reprocess_chunk), with a NOTICE per chunk, so no
+ * transaction holds many row locks or runs long. Stopped anywhere (pg_cancel_backend, Ctrl-C, a
+ * crash), CALL it again with the run_id it returned: it continues after the last committed chunk.
+ * Security invoker and without a SET clause, since a procedure may commit only then; every name
+ * is qualified, and the writes happen in the security definer functions it calls.
+ */
+create or replace procedure spectrum.reprocess_in_chunks(
+  status text default null,
+  ids uuid[] default null,
+  received_after timestamptz default null,
+  received_before timestamptz default null,
+  event_type text default null,
+  account_id uuid default null,
+  chunk_size integer default null,
+  dry_run boolean default false,
+  inout run_id bigint default null
+)
+language plpgsql
+as $$
+declare
+  v_call_started timestamptz := pg_catalog.clock_timestamp();
+  v_step record;
+  v_run spectrum.reprocess_runs;
+  v_matched bigint;
+  v_requeued bigint := 0;
+  v_timeouts integer := 0;
+  v_waited_since timestamptz;
+  v_seconds numeric;
+begin
+  if reprocess_in_chunks.run_id is null then
+    select s.run_id, s.matched into reprocess_in_chunks.run_id, v_matched
+      from spectrum.reprocess_start(reprocess_in_chunks.status, reprocess_in_chunks.ids,
+             reprocess_in_chunks.received_after, reprocess_in_chunks.received_before,
+             reprocess_in_chunks.event_type, reprocess_in_chunks.account_id,
+             coalesce(reprocess_in_chunks.chunk_size, 10000), reprocess_in_chunks.dry_run) s;
+    if reprocess_in_chunks.dry_run then
+      raise notice 'spectrum.reprocess_in_chunks: dry run: % rows match (% chunks of %); nothing changed',
+        v_matched, pg_catalog.ceil(v_matched::numeric / coalesce(reprocess_in_chunks.chunk_size, 10000)),
+        coalesce(reprocess_in_chunks.chunk_size, 10000);
+      return;
+    end if;
+    raise notice 'reprocess run %: % rows to re-queue in chunks of %; to resume: CALL spectrum.reprocess_in_chunks(run_id => %)',
+      reprocess_in_chunks.run_id, v_matched, coalesce(reprocess_in_chunks.chunk_size, 10000),
+      reprocess_in_chunks.run_id;
+  else
+    if pg_catalog.num_nonnulls(reprocess_in_chunks.status, reprocess_in_chunks.ids,
+         reprocess_in_chunks.received_after, reprocess_in_chunks.received_before,
+         reprocess_in_chunks.event_type, reprocess_in_chunks.account_id) > 0
+       or reprocess_in_chunks.dry_run then
+      raise exception 'spectrum.reprocess_in_chunks: a resume takes no filters'
+        using hint = 'The run keeps the filters it started with: CALL spectrum.reprocess_in_chunks(run_id => '
+                     || reprocess_in_chunks.run_id || '), chunk_size may change.',
+              errcode = '22023';
+    end if;
+    select * into v_run from spectrum.reprocess_runs r where r.run_id = reprocess_in_chunks.run_id;
+    if not found then
+      raise exception 'reprocess run % does not exist', reprocess_in_chunks.run_id
+        using hint = 'select * from spectrum.reprocess_progress lists the runs.', errcode = '22023';
+    end if;
+    if v_run.finished_at is not null then
+      raise notice 'reprocess run %: finished at %: % of % rows re-queued; nothing to resume',
+        v_run.run_id, v_run.finished_at, v_run.requeued, v_run.matched;
+      return;
+    end if;
+    raise notice 'reprocess run %: resuming after id % (% of % rows re-queued)',
+      v_run.run_id, v_run.after_id, v_run.requeued, v_run.matched;
+  end if;
+  commit;
+
+  loop
+    v_step := spectrum.reprocess_chunk(reprocess_in_chunks.run_id, reprocess_in_chunks.chunk_size);
+    if v_step.waiting > 0 then
+      if v_waited_since is null
+         or pg_catalog.clock_timestamp() - v_waited_since > interval '10 seconds' then
+        v_waited_since := pg_catalog.clock_timestamp();
+        raise notice 'reprocess run %: waiting for % transactions that were running when it started (a pipeline batch may be running the code from before a fix)',
+          reprocess_in_chunks.run_id, v_step.waiting;
+      end if;
+    elsif v_step.timed_out then
+      v_timeouts := v_timeouts + 1;
+      raise notice 'reprocess run %: a lock wait timed out (% in a row); the chunk is retried',
+        reprocess_in_chunks.run_id, v_timeouts;
+      if v_timeouts >= 20 then
+        raise exception 'reprocess run %: a chunk timed out on locks % times in a row', reprocess_in_chunks.run_id, v_timeouts
+          using hint = 'A long transaction holds raw_events rows or spectrum.status_totals (see pg_locks and pg_stat_activity); once it ends, CALL spectrum.reprocess_in_chunks(run_id => '
+                       || reprocess_in_chunks.run_id || ').',
+                errcode = '55P03';
+      end if;
+    else
+      v_timeouts := 0;
+      v_requeued := v_requeued + v_step.requeued;
+      -- Said once committed, so that a NOTICE never reports a chunk a cancel undid.
+      commit;
+      select * into v_run from spectrum.reprocess_runs r where r.run_id = reprocess_in_chunks.run_id;
+      v_seconds := greatest(extract(epoch from pg_catalog.clock_timestamp() - v_call_started), 0.001);
+      raise notice 'reprocess run %: chunk %: % of % rows re-queued (%), % rows/s%',
+        reprocess_in_chunks.run_id, v_run.chunks, v_run.requeued, v_run.matched,
+        pg_catalog.round(100.0 * v_run.requeued / greatest(v_run.matched, 1), 1) || '%',
+        pg_catalog.round(v_requeued / v_seconds),
+        case when v_step.finished then '; finished' else '' end;
+    end if;
+    commit;
+    exit when v_step.finished;
+  end loop;
+end
+$$;
+
+comment on procedure spectrum.reprocess_in_chunks(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean, bigint) is
+  'Re-queues the raw events spectrum.reprocess would (same filters), in chunks of chunk_size rows (default 10000) that each commit, with a NOTICE per chunk; returns its run_id (spectrum.reprocess_runs). Stopped at any point, CALL it with run_id => that id (and optionally a new chunk_size) to resume after the last committed chunk. dry_run => true only counts. CALL it outside a transaction block.';
+
+revoke all on procedure spectrum.reprocess_in_chunks(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean, bigint) from public;
+grant execute on procedure spectrum.reprocess_in_chunks(text, uuid[], timestamptz, timestamptz, text, uuid, integer, boolean, bigint) to spectrum_operator;
+
+-- spectrum:object 216_reprocess_progress.sql db47053dae0a886f
+/*
+ * reprocess_progress: the runs of spectrum.reprocess_in_chunks as an operator reads them: running
+ * (a session holds the run's advisory lock, taken by each of its chunks), interrupted (stopped
+ * before the end: resume it) or finished, with the filters in the words of a CALL.
+ */
+create or replace view spectrum.reprocess_progress as
+select r.run_id,
+       case when r.finished_at is not null then 'finished'
+            when exists (select from pg_catalog.pg_locks l
+                          where l.locktype = 'advisory' and l.granted and l.objsubid = 2
+                            and l.database = (select d.oid from pg_catalog.pg_database d
+                                               where d.datname = pg_catalog.current_database())
+                            and l.classid = pg_catalog.hashtext('spectrum.reprocess_runs')::oid
+                            and l.objid = r.run_id::integer::oid) then 'running'
+            else 'interrupted'
+       end as state,
+       r.requeued,
+       r.matched,
+       pg_catalog.round(100.0 * r.requeued / greatest(r.matched, 1), 1) as percent,
+       r.chunks,
+       r.chunk_size,
+       r.lock_timeouts,
+       r.after_id,
+       r.started_at,
+       r.started_by,
+       r.last_chunk_at,
+       r.finished_at,
+       pg_catalog.concat_ws(', ',
+         'status => ' || pg_catalog.quote_literal(r.status),
+         'ids => ' || pg_catalog.quote_literal(r.ids::text),
+         'received_after => ' || pg_catalog.quote_literal(r.received_after::text),
+         'received_before => ' || pg_catalog.quote_literal(r.received_before::text),
+         'event_type => ' || pg_catalog.quote_literal(r.event_type),
+         'account_id => ' || pg_catalog.quote_literal(r.account_id::text)) as filters
+  from spectrum.reprocess_runs r;
+
+comment on view spectrum.reprocess_progress is
+  'The runs of spectrum.reprocess_in_chunks: state (running, interrupted: resume it with CALL spectrum.reprocess_in_chunks(run_id => …), finished), rows re-queued of those matched at the start, chunks, the cursor after_id, and the filters as a CALL names them.';
+
+grant select on spectrum.reprocess_progress to spectrum_operator;
+
 -- spectrum:object 220_pipeline_status.sql a10270166aa685e1
 /*
  * pipeline_status: events and oldest received_at per status, an operator's first look. Counts only

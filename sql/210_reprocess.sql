@@ -1,13 +1,21 @@
 /*
- * reprocess: an operator's re-queue after a fix; a bare call is refused. Security definer owned by
- * spectrum_definer (which may update only the status columns). Parameters are named like the
- * columns, so the body qualifies them; values reach the query only through USING.
+ * reprocess: an operator's re-queue after a fix, in one UPDATE; a bare call is refused
+ * (spectrum.reprocess_filter). dry_run counts instead. For millions of rows,
+ * spectrum.reprocess_in_chunks. Security definer owned by spectrum_definer (which may update only
+ * the status columns). Parameters are named like the columns, so the body qualifies them; values
+ * reach the query only through USING.
  */
+-- The earlier signature, without the payload filters and dry_run.
+drop function if exists spectrum.reprocess(text, uuid[], timestamptz, timestamptz);
+
 create or replace function spectrum.reprocess(
   status text default null,
   ids uuid[] default null,
   received_after timestamptz default null,
-  received_before timestamptz default null
+  received_before timestamptz default null,
+  event_type text default null,
+  account_id uuid default null,
+  dry_run boolean default false
 )
 returns bigint
 language plpgsql
@@ -17,45 +25,33 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  v_where text[] := array['status <> ''pending'''];
+  v_where text;
   v_count bigint;
 begin
-  if reprocess.status is null and reprocess.ids is null
-     and reprocess.received_after is null and reprocess.received_before is null then
-    raise exception 'spectrum.reprocess needs at least one filter'
-      using hint = 'Say which rows to re-queue, e.g. select spectrum.reprocess(status => ''failed''); '
-                   || 'filters: status, ids, received_after, received_before (they combine).',
-            errcode = '22023';
-  end if;
-  if reprocess.status is not null and reprocess.status not in ('done', 'failed', 'processing') then
-    raise exception 'spectrum.reprocess cannot re-queue status %', pg_catalog.quote_literal(reprocess.status)
-      using hint = 'status must be one of done, failed, processing (pending rows are already queued).',
-            errcode = '22023';
-  end if;
-  if reprocess.received_after >= reprocess.received_before then
-    raise exception 'spectrum.reprocess: received_after (%) is not before received_before (%)',
-                    reprocess.received_after, reprocess.received_before
-      using hint = 'The window is received_after <= received_at < received_before.', errcode = '22023';
-  end if;
+  v_where := spectrum.reprocess_filter('spectrum.reprocess', reprocess.status, reprocess.ids,
+    reprocess.received_after, reprocess.received_before, reprocess.event_type, reprocess.account_id);
 
-  -- Only the filters given reach the query, so each call gets the plan that fits it.
-  if reprocess.status is not null then v_where := v_where || 'status = $1'::text; end if;
-  if reprocess.ids is not null then v_where := v_where || 'id = any ($2)'::text; end if;
-  if reprocess.received_after is not null then v_where := v_where || 'received_at >= $3'::text; end if;
-  if reprocess.received_before is not null then v_where := v_where || 'received_at < $4'::text; end if;
+  if reprocess.dry_run then
+    execute 'select count(*) from spectrum.raw_events where ' || v_where
+       into v_count
+      using reprocess.status, reprocess.ids, reprocess.received_after, reprocess.received_before,
+            reprocess.event_type, reprocess.account_id;
+    return v_count;
+  end if;
 
   execute 'update spectrum.raw_events
               set status = ''pending'', attempts = 0, error_msg = null, processed_at = null
-            where ' || pg_catalog.array_to_string(v_where, ' and ')
-    using reprocess.status, reprocess.ids, reprocess.received_after, reprocess.received_before;
+            where ' || v_where
+    using reprocess.status, reprocess.ids, reprocess.received_after, reprocess.received_before,
+          reprocess.event_type, reprocess.account_id;
   get diagnostics v_count = row_count;
   return v_count;
 end
 $$;
 
-comment on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz) is
-  'Re-queues raw events: rows matching every filter given (status done/failed/processing, ids, received_after <= received_at < received_before) become pending with attempts 0; returns how many. At least one filter is required. Reprocessed events replace their facts, never duplicate them.';
+comment on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) is
+  'Re-queues raw events in one UPDATE: rows matching every filter given (status done/failed/processing, ids, received_after <= received_at < received_before, payload event_type, payload account_id) become pending with attempts 0; returns how many, or with dry_run => true how many it would, changing nothing. At least one filter is required. Reprocessed events replace their facts, never duplicate them. For millions of rows: CALL spectrum.reprocess_in_chunks.';
 
-alter function spectrum.reprocess(text, uuid[], timestamptz, timestamptz) owner to spectrum_definer;
-revoke all on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz) from public;
-grant execute on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz) to spectrum_operator;
+alter function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) owner to spectrum_definer;
+revoke all on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) from public;
+grant execute on function spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean) to spectrum_operator;

@@ -1,7 +1,8 @@
 /*
- * spectrum.reprocess, called from psql as an operator would: its filters, what it re-queues
- * and returns, the fact of a reprocessed event, and who may call it. Each test starts from six
- * done and three failed events.
+ * spectrum.reprocess, called from psql as an operator would: its filters (on the row and on what
+ * the payload says), its dry run, what it re-queues and returns, the fact of a reprocessed event,
+ * and who may call it. Each test starts from six done and three failed events. The chunked form,
+ * spectrum.reprocess_in_chunks: reprocess-in-chunks.test.ts.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { insertEvents, runPipeline, testDatabase, type TestDb } from './helpers/db.ts';
@@ -153,6 +154,78 @@ describe('spectrum.reprocess', () => {
     await counterIsExact(db.sql);
   });
 
+  it('counts in a dry run what it would re-queue, and changes nothing', async () => {
+    const rows = async () => db.sql`
+      select id, status, attempts, error_msg, processed_at, xmin::text
+        from spectrum.raw_events order by id`;
+    const before = await rows();
+    const totals = await db.sql`select * from spectrum.status_totals order by status`;
+    const cases: [string, number][] = [
+      [`status => 'failed'`, 3],
+      [`status => 'done'`, 6],
+      [`ids => array['${good[0]}', '${bad[0]}', '${good[1]}']::uuid[], status => 'done'`, 2],
+      [`received_after => now() - interval '1 hour'`, 9],
+      [`event_type => 'click'`, 8],
+    ];
+    for (const [filters, n] of cases) {
+      const [r] = await db.sql.unsafe(
+        `select spectrum.reprocess(${filters}, dry_run => true) as n`,
+      );
+      expect(Number(r!.n), filters).toBe(n);
+    }
+    expect(await rows()).toEqual(before);
+    expect(await db.sql`select * from spectrum.status_totals order by status`).toEqual(totals);
+    // The same filters without dry_run re-queue as many as counted.
+    const [r] = await db.sql`select spectrum.reprocess(status => 'done') as n`;
+    expect(Number(r!.n)).toBe(6);
+    const [again] = await db.sql`select spectrum.reprocess(status => 'done', dry_run => true) as n`;
+    expect(Number(again!.n)).toBe(0);
+    const err = await db.sql`select spectrum.reprocess(dry_run => true)`.catch((e) => e);
+    expect(err.code).toBe('22023');
+    expect(err.hint).toBeTruthy();
+  });
+
+  it('filters on the payload: event_type, and account_id in any spelling of its uuid', async () => {
+    const other = 'f0e1d2c3-b4a5-4697-8899-aabbccddeeff';
+    const mine = await insertEvents(db.sql, [
+      { event_type: 'purchase', account_id: ACCOUNT },
+      { event_type: 'purchase', account_id: other.toUpperCase() },
+      { event_type: 'click', account_id: `{${other.replaceAll('-', '')}}` },
+      { event_type: 'purchase', account_id: 'abc' },
+    ]);
+    await runPipeline(db.sql);
+    expect(await statusOf(mine)).toEqual(['done', 'done', 'done', 'failed']);
+
+    const [byType] = await db.sql`select spectrum.reprocess(event_type => 'purchase') as n`;
+    expect(Number(byType!.n)).toBe(3);
+    expect(await statusOf(mine)).toEqual(['pending', 'pending', 'done', 'pending']);
+    await runPipeline(db.sql);
+
+    const [byAccount] = await db.sql`select spectrum.reprocess(account_id => ${other}) as n`;
+    expect(Number(byAccount!.n)).toBe(2);
+    expect(await statusOf(mine)).toEqual(['done', 'pending', 'pending', 'failed']);
+    await runPipeline(db.sql);
+
+    // Combined with each other and with the row's own columns.
+    const [both] = await db.sql`
+      select spectrum.reprocess(event_type => 'click', account_id => ${ACCOUNT},
+                                status => 'done') as n`;
+    expect(Number(both!.n)).toBe(6);
+    expect(await statusOf(good)).toEqual(good.map(() => 'pending'));
+    expect(await statusOf(bad)).toEqual(['failed', 'failed', 'failed']);
+    const [none] = await db.sql`
+      select spectrum.reprocess(event_type => 'purchase', account_id => ${ACCOUNT},
+                                status => 'failed') as n`;
+    expect(Number(none!.n)).toBe(0);
+    await counterIsExact(db.sql);
+    await runPipeline(db.sql);
+    await counterIsExact(db.sql);
+    const [facts] = await db.sql`
+      select count(*)::int as n, count(distinct event_id)::int as events
+        from spectrum.fact_events where raw_event_id = any (${[...good, ...mine]}::uuid[])`;
+    expect(facts).toEqual({ n: 9, events: 9 });
+  });
+
   it('re-queues rows left in processing', async () => {
     await db.sql`update spectrum.raw_events set status = 'processing' where id = ${good[3]!}`;
     await counterIsExact(db.sql);
@@ -222,7 +295,8 @@ describe('spectrum.reprocess', () => {
   );
 
   it('is not callable by the producer role nor by PUBLIC', async () => {
-    const reprocess = 'spectrum.reprocess(text, uuid[], timestamptz, timestamptz)';
+    const reprocess =
+      'spectrum.reprocess(text, uuid[], timestamptz, timestamptz, text, uuid, boolean)';
     const [p] = await db.sql`
       select has_function_privilege('spectrum_producer', ${reprocess}, 'execute') as ok`;
     expect(p!.ok).toBe(false);
