@@ -227,6 +227,9 @@ describe('spectrum_operator', () => {
         'health',
         'json_excerpt',
         'reprocess',
+        'reprocess_chunk',
+        'reprocess_in_chunks',
+        'reprocess_start',
         'try_timestamptz',
         'try_uuid',
         'uuid_v7',
@@ -329,7 +332,7 @@ describe('security definer routines', () => {
          where p.pronamespace = 'spectrum'::regnamespace and p.prosecdef
          order by 1`;
       expect(routines.map((r) => r.routine)).toContain(
-        'spectrum.reprocess(text,uuid[],timestamp with time zone,timestamp with time zone)',
+        'spectrum.reprocess(text,uuid[],timestamp with time zone,timestamp with time zone,text,uuid,boolean)',
       );
       for (const r of routines) {
         expect(r, r.routine).toMatchObject({
