@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, withDatabase } from '../scripts/lib/db.ts';
+import { connect, withDatabase, type Sql } from '../scripts/lib/db.ts';
 import { migrateDatabase } from '../scripts/lib/migrate.ts';
 import { privateCluster } from './setup/server.ts';
 import { testDatabase, type TestDb } from './helpers/db.ts';
@@ -168,5 +168,40 @@ describe('npm run migrate', () => {
     } finally {
       cluster.stop();
     }
+  });
+});
+
+describe('the schema', () => {
+  const uncommented = (sql: Sql) => sql<{ object: string }[]>`
+    select c.oid::regclass::text as object
+      from pg_class c
+     where c.relnamespace = 'spectrum'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
+       and obj_description(c.oid, 'pg_class') is null
+    union all
+    select p.oid::regprocedure::text
+      from pg_proc p
+     where p.pronamespace = 'spectrum'::regnamespace and obj_description(p.oid, 'pg_proc') is null
+    union all
+    select t.oid::regtype::text
+      from pg_type t left join pg_class r on r.oid = t.typrelid
+     where t.typnamespace = 'spectrum'::regnamespace
+       and (t.typtype in ('d', 'e') or (t.typtype = 'c' and r.relkind = 'c'))
+       and obj_description(t.oid, 'pg_type') is null
+     order by 1`;
+
+  it('says what every table, view, routine and type of schema spectrum is (COMMENT ON)', async () => {
+    expect((await uncommented(db.sql)).map((m) => m.object)).toEqual([]);
+    // The check itself sees an object without a comment.
+    await db.sql
+      .begin(async (tx) => {
+        await tx`create function spectrum.planted() returns int language sql as 'select 1'`;
+        await tx`create type spectrum.planted_type as (x int)`;
+        expect((await uncommented(tx as unknown as Sql)).map((m) => m.object)).toEqual([
+          'spectrum.planted()',
+          'spectrum.planted_type',
+        ]);
+        throw new Error('rollback');
+      })
+      .catch((e) => expect((e as Error).message).toBe('rollback'));
   });
 });
