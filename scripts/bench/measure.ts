@@ -47,17 +47,35 @@ export interface Contender {
 
 const num = (v: unknown) => Number(v ?? 0);
 
-async function outcome(sql: Sql): Promise<Outcome> {
-  const [r] = await sql`
+/** Where a contender keeps its work: the tables its outcome is counted in. */
+export interface OutcomeTables {
+  raw: string;
+  facts: string[];
+  accounts: string;
+  users: string;
+  places: string;
+}
+
+const SPECTRUM_TABLES: OutcomeTables = {
+  raw: 'spectrum.raw_events',
+  facts: ['spectrum.fact_events', 'bench.fact_bare'],
+  accounts: 'spectrum.dim_accounts',
+  users: 'spectrum.dim_users',
+  places: 'spectrum.dim_geography',
+};
+
+/** The counts every contender must agree on, read from `t` (names written here, not input). */
+export async function countOutcome(sql: Sql, t: OutcomeTables = SPECTRUM_TABLES): Promise<Outcome> {
+  const facts = t.facts.map((f) => `(select count(*) from ${f})`).join(' + ');
+  const [r] = await sql.unsafe(`
     select count(*) filter (where status = 'done') as done,
            count(*) filter (where status = 'failed') as failed,
            count(*) filter (where status in ('pending', 'processing')) as pending,
-           (select count(*) from spectrum.fact_events) + (select count(*) from bench.fact_bare)
-             as facts,
-           (select count(*) from spectrum.dim_accounts) as accounts,
-           (select count(*) from spectrum.dim_users) as users,
-           (select count(*) from spectrum.dim_geography) as places
-      from spectrum.raw_events`;
+           ${facts} as facts,
+           (select count(*) from ${t.accounts}) as accounts,
+           (select count(*) from ${t.users}) as users,
+           (select count(*) from ${t.places}) as places
+      from ${t.raw}`);
   return {
     done: num(r!.done),
     failed: num(r!.failed),
@@ -117,7 +135,7 @@ export async function runContender(
       events: c.events,
       seconds,
       walBytes: num(wal!.bytes),
-      outcome: await (c.outcome ?? outcome)(sql),
+      outcome: await (c.outcome ?? countOutcome)(sql),
       sizes: await tableSizes(sql),
       stages: st,
     };

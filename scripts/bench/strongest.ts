@@ -12,7 +12,7 @@
  * Its input is a copy of spectrum.raw_events, made when the template is loaded.
  */
 import type { Sql } from '../lib/db.ts';
-import type { Outcome } from './measure.ts';
+import { countOutcome } from './measure.ts';
 import { extractInto } from './references.ts';
 
 export const STRONGEST_SCHEMA = String.raw`
@@ -137,24 +137,11 @@ export const STRONGEST_LOAD = String.raw`
 insert into bench_s.raw (id, payload, received_at)
 select id, payload, received_at from spectrum.raw_events order by id;`;
 
-export async function strongestOutcome(sql: Sql): Promise<Outcome> {
-  const [r] = await sql`
-    select count(*) filter (where status = 'done') as done,
-           count(*) filter (where status = 'failed') as failed,
-           count(*) filter (where status in ('pending', 'processing')) as pending,
-           (select count(*) from bench_s.facts) as facts,
-           (select count(*) from bench_s.accounts) as accounts,
-           (select count(*) from bench_s.users) as users,
-           (select count(*) from bench_s.places) as places
-      from bench_s.raw`;
-  const n = (v: unknown) => Number(v ?? 0);
-  return {
-    done: n(r!.done),
-    failed: n(r!.failed),
-    pending: n(r!.pending),
-    facts: n(r!.facts),
-    accounts: n(r!.accounts),
-    users: n(r!.users),
-    places: n(r!.places),
-  };
-}
+export const strongestOutcome = (sql: Sql) =>
+  countOutcome(sql, {
+    raw: 'bench_s.raw',
+    facts: ['bench_s.facts'],
+    accounts: 'bench_s.accounts',
+    users: 'bench_s.users',
+    places: 'bench_s.places',
+  });
