@@ -54,6 +54,21 @@ describe('the command line', () => {
     );
   });
 
+  it('npm run bench:reprocess prints its usage for --help and refuses what it does not know', () => {
+    const run = (...argv: string[]) =>
+      spawnSync('npx', ['tsx', 'scripts/bench/reprocess.ts', ...argv], {
+        cwd: projectRoot,
+        encoding: 'utf8',
+      });
+    const help = run('--help');
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: npm run bench:reprocess -- \[--events N\]/);
+    const bad = run('--events', '10', '--fast');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/unknown argument "--fast": the options are --events and --chunk/);
+    expect(run('--chunk-size', 'x').stderr).toMatch(/--chunk-size takes a positive whole number/);
+  });
+
   it('exits with status 2 and one line on a bad argument', () => {
     const r = spawnSync('npx', ['tsx', 'scripts/bench/main.ts', '--events', '5'], {
       cwd: projectRoot,

@@ -12,18 +12,41 @@ import { migratedDatabase, startBenchServer } from './server.ts';
 
 const log = (line: string) => console.log(line);
 
+const USAGE = `usage: npm run bench:reprocess -- [--events N] [--chunk-size N]
+  --events N       events loaded, processed, then reprocessed (default 1000000)
+  --chunk-size N   rows per committed chunk of reprocess_in_chunks (default 10000)`;
+
+/** Exits 0 after the usage for --help, 2 with what was wrong for any other argument. */
+function checkArguments(argv: string[]) {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  for (let i = 0; i < argv.length; i += 2)
+    if (!['--events', '--chunk-size'].includes(argv[i]!)) {
+      console.error(
+        `npm run bench:reprocess: unknown argument ${JSON.stringify(argv[i])}: the options are ` +
+          `--events and --chunk-size\n${USAGE}`,
+      );
+      process.exit(2);
+    }
+}
+
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const n = Number(process.argv[i + 1]);
   if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} takes a positive integer, got ${process.argv[i + 1]}`);
-    console.error('usage: npm run bench:reprocess -- [--events 1000000] [--chunk-size 10000]');
+    console.error(
+      `npm run bench:reprocess: --${name} takes a positive whole number, got ` +
+        `${JSON.stringify(process.argv[i + 1] ?? '')}: e.g. --${name} ${fallback}\n${USAGE}`,
+    );
     process.exit(2);
   }
   return n;
 }
 
+checkArguments(process.argv.slice(2));
 const events = option('events', 1_000_000);
 const chunkSize = option('chunk-size', 10_000);
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
