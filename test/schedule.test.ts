@@ -5,10 +5,10 @@
  * applySchedule recorded; and the real tick on the shared test server: a one-minute job that
  * runs CALL spectrum.process_pending().
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { connect, type Sql } from '../scripts/lib/db.ts';
 import { migrateDatabase } from '../scripts/lib/migrate.ts';
 import { projectRoot } from '../scripts/lib/paths.ts';
@@ -128,9 +128,10 @@ describe('applySchedule, with pg_cron in another database', () => {
   });
 
   it('runs "workers": N copies of a job, and unschedules the extra ones when N goes down', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spectrum-schedule-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const file = (workers: unknown) => {
-      const dir = mkdtempSync(join(tmpdir(), 'spectrum-schedule-'));
-      const f = join(dir, 'schedule.json');
+      const f = join(dir, `schedule-${JSON.stringify(workers)}.json`);
       const text = readFileSync(join(projectRoot, 'sql', 'schedule.json'), 'utf8');
       writeFileSync(f, text.replace('"workers": 1', `"workers": ${JSON.stringify(workers)}`));
       return f;
