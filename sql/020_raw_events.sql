@@ -19,20 +19,29 @@ create table if not exists spectrum.raw_events (
 -- 021_raw_buckets.sql); on a single server every row is in bucket 0.
 alter table spectrum.raw_events add column if not exists bucket integer not null default 0;
 
--- Rows not done, oldest first: the claim's order and pipeline_status's counts. It replaces
--- (status, id): ordered by id, the claim could be planned on the primary key, past done rows.
+-- No index mentions status, processed_at or attempts: marking a row done then changes no indexed
+-- column, so it is a HOT update (the new version on the same page, no index entries, little WAL),
+-- given free room on the page (fillfactor). Unfinished rows are found by a primary-key range from
+-- spectrum.pending_floor (022_pending_floor.sql). The index these replace was on status.
+drop index if exists spectrum.raw_events_unfinished_idx;
+alter table spectrum.raw_events set (fillfactor = 50);
+
+-- Failed rows, and retried ones, by when they came: failure_reasons, pipeline_status, reprocess.
+-- A done row's error_msg stays null, an unchanged value, so its update stays HOT.
+create index if not exists raw_events_errors_idx
+  on spectrum.raw_events (received_at, id)
+  where error_msg is not null;
+
+-- A failed row always says why: raw_events_errors_idx then holds every failed row.
 do $$
 begin
-  if exists (select from pg_catalog.pg_indexes
-              where schemaname = 'spectrum' and indexname = 'raw_events_unfinished_idx'
-                and indexdef not like '%(status, received_at, id) WHERE (status <> ''done''::text)') then
-    drop index spectrum.raw_events_unfinished_idx;
+  if not exists (select from pg_catalog.pg_constraint
+                  where conrelid = 'spectrum.raw_events'::regclass and conname = 'raw_events_failed_has_reason') then
+    alter table spectrum.raw_events
+      add constraint raw_events_failed_has_reason check (status <> 'failed' or error_msg is not null);
   end if;
 end
 $$;
-create index if not exists raw_events_unfinished_idx
-  on spectrum.raw_events (status, received_at, id)
-  where status <> 'done';
 
 -- No parallel scans: worker start-up costs pipeline_status's backlog count more than it saves
 -- (see bench-results/README.md), and the pipeline's own reads go by id.

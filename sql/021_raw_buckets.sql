@@ -2,7 +2,7 @@
  * raw_buckets: on Citus, the raw_events.bucket values, one per shard of raw_events (written when
  * the database is distributed, see docs/citus.md). Claims take one bucket at a time, so that each
  * is a single-shard query that may skip locked rows. Empty on a single server: claims go by the
- * unfinished-rows index over the whole table.
+ * primary key from the pending floor (022_pending_floor.sql).
  */
 create table if not exists spectrum.raw_buckets (
   bucket integer not null,

@@ -3,7 +3,8 @@
  * DBA, reprocess, retention, TRUNCATE). WHEN skips every change out of pending: the pipeline
  * counts its own, and recount_status repairs the same change made by hand. Rows add to
  * transaction-local settings that the statement trigger writes once: updating the counter row
- * per row is quadratic.
+ * per row is quadratic. A row going back to pending or processing also lowers
+ * spectrum.pending_floor to its id (022_pending_floor.sql), so the claim finds it.
  */
 create or replace function spectrum.status_totals_trigger()
 returns trigger
@@ -15,6 +16,7 @@ declare
   v_done bigint;
   v_failed bigint;
   v_floor uuid;
+  v_unfinished uuid;
 begin
   if tg_level = 'ROW' then
     if old.status = 'done' or new.status = 'done' then
@@ -32,6 +34,12 @@ begin
       if v_floor is null or new.id < v_floor then
         perform pg_catalog.set_config('spectrum.done_floor', new.id::text, true);
       end if;
+    elsif new.status in ('pending', 'processing') then
+      -- Back to unfinished: the pending floor must not be above it (022_pending_floor.sql).
+      v_unfinished := nullif(pg_catalog.current_setting('spectrum.unfinished_floor', true), '')::uuid;
+      if v_unfinished is null or new.id < v_unfinished then
+        perform pg_catalog.set_config('spectrum.unfinished_floor', new.id::text, true);
+      end if;
     end if;
     return null;
   end if;
@@ -41,11 +49,17 @@ begin
     perform pg_catalog.set_config('spectrum.done_delta', '0', true);
     perform pg_catalog.set_config('spectrum.failed_delta', '0', true);
     perform pg_catalog.set_config('spectrum.done_floor', '', true);
+    perform pg_catalog.set_config('spectrum.unfinished_floor', '', true);
     return null;
   elsif tg_op = 'UPDATE' then
     v_done := coalesce(nullif(pg_catalog.current_setting('spectrum.done_delta', true), '')::bigint, 0);
     v_failed := coalesce(nullif(pg_catalog.current_setting('spectrum.failed_delta', true), '')::bigint, 0);
     v_floor := nullif(pg_catalog.current_setting('spectrum.done_floor', true), '')::uuid;
+    v_unfinished := nullif(pg_catalog.current_setting('spectrum.unfinished_floor', true), '')::uuid;
+    if v_unfinished is not null then
+      perform pg_catalog.set_config('spectrum.unfinished_floor', '', true);
+      update spectrum.pending_floor set floor = v_unfinished where floor > v_unfinished;
+    end if;
     if v_done = 0 and v_failed = 0 and v_floor is null then
       return null;
     end if;

@@ -1,11 +1,20 @@
 /*
  * claim_pending: the one place that claims work (process_pending). Locks up to p_limit pending
  * rows, skipping locked ones and p_exclude (rows that raised earlier in the call), until the
- * caller's transaction ends; oldest first, the order of raw_events_unfinished_idx (see
- * 020_raw_events.sql). On Citus a claim takes the rows of one bucket (one shard), trying the
- * buckets from a random one, so that concurrent workers start apart (see 021_raw_buckets.sql).
+ * caller's transaction ends; in id order (insert order), by a primary-key range from the bucket's
+ * pending floor (see 022_pending_floor.sql), or from p_after, the caller's previous claim, so
+ * that a call's claims do not pass over the rows it already finished. A row left 'processing' by
+ * hand is claimed too and set back to pending first. On Citus a claim takes the rows of one
+ * bucket (one shard), trying the buckets from a random one, so that concurrent workers start apart
+ * (see 021_raw_buckets.sql).
  */
-create or replace function spectrum.claim_pending(p_limit integer, p_exclude uuid[] default '{}')
+drop function if exists spectrum.claim_pending(integer, uuid[]);
+
+create or replace function spectrum.claim_pending(
+  p_limit integer,
+  p_exclude uuid[] default '{}',
+  p_after uuid default null
+)
 returns uuid[]
 language plpgsql
 volatile
@@ -13,39 +22,55 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_buckets integer[];
+  v_bucket integer;
   v_start integer;
+  v_from uuid;
   v_ids uuid[] := '{}';
+  v_stale uuid[];
 begin
   select array_agg(bucket order by bucket) into v_buckets from spectrum.raw_buckets;
   if v_buckets is null then
-    select coalesce(array_agg(id), '{}') into v_ids
-      from (select id
+    select floor into v_from from spectrum.pending_floor where bucket = 0;
+    v_from := greatest(coalesce(v_from, '00000000-0000-0000-0000-000000000000'), p_after);
+    select coalesce(array_agg(id), '{}'), array_agg(id) filter (where status = 'processing')
+      into v_ids, v_stale
+      from (select id, status
               from spectrum.raw_events
-             where status = 'pending'
+             where id >= v_from
+               and status in ('pending', 'processing')
                and id <> all (p_exclude)
-             order by received_at, id
+             order by id
              limit p_limit
                for update skip locked) claimed;
-    return v_ids;
+  else
+    v_start := floor(random() * cardinality(v_buckets))::integer;
+    for i in 0 .. cardinality(v_buckets) - 1 loop
+      v_bucket := v_buckets[1 + (v_start + i) % cardinality(v_buckets)];
+      select floor into v_from from spectrum.pending_floor where bucket = v_bucket;
+      v_from := coalesce(v_from, '00000000-0000-0000-0000-000000000000');
+      select coalesce(array_agg(id), '{}'), array_agg(id) filter (where status = 'processing')
+        into v_ids, v_stale
+        from (select id, status
+                from spectrum.raw_events
+               where bucket = v_bucket
+                 and id >= v_from
+                 and status in ('pending', 'processing')
+                 and id <> all (p_exclude)
+               order by id
+               limit p_limit
+                 for update skip locked) claimed;
+      exit when cardinality(v_ids) > 0;
+    end loop;
   end if;
-  v_start := floor(random() * cardinality(v_buckets))::integer;
-  for i in 0 .. cardinality(v_buckets) - 1 loop
-    select coalesce(array_agg(id), '{}') into v_ids
-      from (select id
-              from spectrum.raw_events
-             where bucket = v_buckets[1 + (v_start + i) % cardinality(v_buckets)]
-               and status = 'pending'
-               and id <> all (p_exclude)
-             order by received_at, id
-             limit p_limit
-               for update skip locked) claimed;
-    exit when cardinality(v_ids) > 0;
-  end loop;
+  -- The pipeline never commits 'processing' (a claim is row locks): these were left by hand.
+  if v_stale is not null then
+    update spectrum.raw_events set status = 'pending' where id = any (v_stale);
+  end if;
   return v_ids;
 end
 $$;
 
-comment on function spectrum.claim_pending(integer, uuid[]) is
-  'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED), oldest received first; on Citus, from one bucket (shard) at a time.';
+comment on function spectrum.claim_pending(integer, uuid[], uuid) is
+  'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED) in id order, from the pending floor or after p_after; on Citus, from one bucket (shard) at a time.';
 
-revoke all on function spectrum.claim_pending(integer, uuid[]) from public;
+revoke all on function spectrum.claim_pending(integer, uuid[], uuid) from public;

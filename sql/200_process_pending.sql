@@ -26,6 +26,9 @@ declare
   v_batches integer := 0;
   v_partition_rounds integer := 0;
   v_stop text := 'no pending rows';
+  v_bucket integer;
+  v_after uuid;
+  v_after_before uuid;
 begin
   if p_batch_size is null or p_batch_size < 1 then
     raise exception 'p_batch_size must be a positive integer, got %', p_batch_size
@@ -41,15 +44,10 @@ begin
   end if;
 
   insert into spectrum.pipeline_runs (started_at) values (v_started) returning run_id into v_run_id;
-  -- The pipeline never commits 'processing' (a claim is row locks): such rows were left by hand.
-  if exists (select from spectrum.raw_buckets) then
-    -- Citus refuses FOR UPDATE across shards; nothing else holds such rows for long.
-    update spectrum.raw_events set status = 'pending' where status = 'processing';
-  else
-    update spectrum.raw_events
-       set status = 'pending'
-     where id in (select id from spectrum.raw_events where status = 'processing' for update skip locked);
-  end if;
+  -- Raise the pending floors before claiming (see 022_pending_floor.sql); again at the end.
+  for v_bucket in select f.bucket from spectrum.pending_floor f order by f.bucket loop
+    perform spectrum.advance_pending_floor(v_bucket);
+  end loop;
   commit;
 
   loop
@@ -64,8 +62,11 @@ begin
     v_batch_started := clock_timestamp();
 
     v_errored_before := v_errored;
-    v_ids := spectrum.claim_pending(p_batch_size, v_errored);
+    v_after_before := v_after;
+    v_ids := spectrum.claim_pending(p_batch_size, v_errored, v_after);
     exit when pg_catalog.cardinality(v_ids) = 0;
+    -- The next claim starts here: rows below are finished, locked by another call or excluded.
+    v_after := (select i from pg_catalog.unnest(v_ids) i order by i desc limit 1);
 
     begin
       v_result := spectrum.process_claimed(v_ids, clock_timestamp());
@@ -87,6 +88,7 @@ begin
       -- No partition DDL under row locks: undo the batch, create them on their own, claim again.
       rollback;
       v_errored := v_errored_before;
+      v_after := v_after_before;
       v_partition_rounds := v_partition_rounds + 1;
       if v_partition_rounds > 3 then
         raise exception 'fact partitions for % are still missing after creating them', v_result.missing_months
@@ -131,6 +133,9 @@ begin
     v_state := null;
   end loop;
 
+  for v_bucket in select f.bucket from spectrum.pending_floor f order by f.bucket loop
+    perform spectrum.advance_pending_floor(v_bucket);
+  end loop;
   -- A value, not clock_timestamp() in the UPDATE: Citus refuses volatile functions there.
   v_finished := clock_timestamp();
   update spectrum.pipeline_runs

@@ -43,6 +43,8 @@ begin
   end if;
 
   if p_status is not null then v_where := v_where || 'status = $1'::text; end if;
+  -- Failed rows always carry an error_msg: raw_events_errors_idx finds them.
+  if p_status = 'failed' then v_where := v_where || 'error_msg is not null'::text; end if;
   if p_ids is not null then v_where := v_where || 'id = any ($2)'::text; end if;
   if p_received_after is not null then v_where := v_where || 'received_at >= $3'::text; end if;
   if p_received_before is not null then v_where := v_where || 'received_at < $4'::text; end if;

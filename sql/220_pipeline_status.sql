@@ -1,12 +1,14 @@
 /*
  * pipeline_status: events and oldest received_at per status, an operator's first look. Counts only
- * pending and processing; done and failed come from status_totals (see 031_status_totals.sql).
+ * pending and processing, from the pending floor on (see 022_pending_floor.sql); done and failed
+ * come from status_totals (see 031_status_totals.sql), the oldest failed row from the errors index.
  */
 create or replace view spectrum.pipeline_status as
 with unfinished as (
   select status, count(*) as events, min(received_at) as oldest_received_at
     from spectrum.raw_events
-   where status in ('pending', 'processing')
+   where id >= (select f.floor from spectrum.pending_floor f order by f.floor limit 1)
+     and status in ('pending', 'processing')
    group by status
 ), oldest_done as (
   select r.received_at
@@ -18,7 +20,7 @@ with unfinished as (
 ), oldest_failed as (
   select r.received_at
     from spectrum.raw_events r
-   where r.status = 'failed'
+   where r.error_msg is not null and r.status = 'failed'
    order by r.received_at, r.id
    limit 1
 )

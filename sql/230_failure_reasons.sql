@@ -11,7 +11,7 @@ with errors as (
      case when e.error_msg like 'unexpected error%' then array[e.error_msg]
           else pg_catalog.regexp_split_to_array(coalesce(e.error_msg, ''), '; (?=[A-Za-z_][A-Za-z0-9_.]*: )') end
    ) as x(error)
-   where e.status = 'failed'
+   where e.error_msg is not null and e.status = 'failed'
 ), parsed as (
   select id, processed_at, error,
          case when error like 'unexpected error%' then 'unexpected error'

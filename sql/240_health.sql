@@ -65,7 +65,8 @@ begin
   select count(*), min(received_at)
     into r.backlog, r.oldest_pending_at
     from spectrum.raw_events
-   where status = 'pending';
+   where id >= (select f.floor from spectrum.pending_floor f order by f.floor limit 1)
+     and status = 'pending';
   r.oldest_pending_age := r.checked_at - r.oldest_pending_at;
   r.backlog_stale := coalesce(r.oldest_pending_age > p_stale_after, false);
   if r.backlog_stale then

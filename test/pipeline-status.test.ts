@@ -40,7 +40,7 @@ describe('the done and failed counters behind pipeline_status', () => {
 
   it('follows a manual UPDATE out of done, and back into done from failed', async () => {
     await db.sql`
-      update spectrum.raw_events set status = 'failed'
+      update spectrum.raw_events set status = 'failed', error_msg = 'failed by hand'
        where id in (select id from spectrum.raw_events where status = 'done' order by id limit 5)`;
     expect(await counterIsExact(db.sql)).toBe(35);
     await db.sql`update spectrum.raw_events set status = 'done' where status = 'failed'`;
@@ -55,7 +55,9 @@ describe('the done and failed counters behind pipeline_status', () => {
     async () => {
       const [one, two, three] = await insertEvents(db.sql, valid(3));
       await db.sql`update spectrum.raw_events set status = 'done' where id in (${one!}, ${two!})`;
-      await db.sql`update spectrum.raw_events set status = 'failed' where id = ${three!}`;
+      await db.sql`
+        update spectrum.raw_events set status = 'failed', error_msg = 'failed by hand'
+         where id = ${three!}`;
       const drift =
         await db.sql`select status, events::int from spectrum.status_totals order by status`;
       expect(drift.map((d) => d.events)).toEqual([40, 2]);
@@ -93,7 +95,7 @@ describe('the done and failed counters behind pipeline_status', () => {
     const pipeline = await triggersOf(
       `update spectrum.raw_events
           set status = case when random() < 0.5 then 'done' else 'failed' end,
-              processed_at = now(), attempts = attempts + 1
+              error_msg = 'by hand', processed_at = now(), attempts = attempts + 1
         where status = 'pending'`,
     );
     expect(pipeline.raw_events_status_changed).toBeUndefined();
@@ -105,7 +107,7 @@ describe('the done and failed counters behind pipeline_status', () => {
     expect(retry.raw_events_status_changed).toBeUndefined();
     await runPipeline(db.sql);
     const manual = await triggersOf(
-      `update spectrum.raw_events set status = 'failed' where status = 'done'`,
+      `update spectrum.raw_events set status = 'failed', error_msg = 'by hand' where status = 'done'`,
     );
     expect(manual.raw_events_status_changed).toBe(50);
     expect(await counterIsExact(db.sql)).toBe(50);
@@ -117,7 +119,11 @@ describe('spectrum.pipeline_status', () => {
   const bad = (n: number) =>
     Array.from({ length: n }, () => ({ event_type: 'click', account_id: 'nope' }));
   const set = (status: string, ids: string[]) =>
-    db.sql`update spectrum.raw_events set status = ${status} where id = any (${ids}::uuid[])`;
+    db.sql`
+      update spectrum.raw_events
+         set status = ${status},
+             error_msg = case when ${status}::text = 'failed' then 'failed by hand' end
+       where id = any (${ids}::uuid[])`;
   const keepRows = () => db.sql`call spectrum.maintenance(p_retention => '10 years')`;
 
   it(
@@ -184,7 +190,7 @@ describe('spectrum.pipeline_status', () => {
       // Several statements in one transaction, then deletes of both kinds.
       await db.sql.begin(async (tx) => {
         await tx`
-          update spectrum.raw_events set status = 'failed'
+          update spectrum.raw_events set status = 'failed', error_msg = 'failed by hand'
            where id = any (${good.slice(20, 23)}::uuid[])`;
         await tx`delete from spectrum.raw_events where id = ${good[20]!}`;
         await tx`update spectrum.raw_events set status = 'done' where id = ${good[21]!}`;
