@@ -47,8 +47,14 @@ declare
   v_months timestamptz[];
   v_missing timestamptz[];
   v_rows integer;
+  v_registry_by_account boolean;
   v_careful boolean := false;
 begin
+  -- Keyed (account_id, event_id) once distributed on Citus (docs/citus.md), else by event_id.
+  select i.indnatts = 2
+    into v_registry_by_account
+    from pg_catalog.pg_index i
+   where i.indrelid = 'spectrum.event_registry'::pg_catalog.regclass and i.indisprimary;
   -- The batch table is per session; its name carries its columns so that a session
   -- that outlives a migration never reuses a table of another shape.
   if pg_catalog.to_regclass('pg_temp.spectrum_batch_c84f009c') is null then
@@ -409,44 +415,85 @@ begin
   -- changed) is a candidate too, with its stored location: it "replaces" itself, so its fact
   -- is deleted below and none is inserted. An invalid event has no fact. Both kinds go through
   -- the one upsert, which locks event_registry rows in event_id order.
-  with candidate as (
-    select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
-      from (select raw_id, event_id, received_at, account_id, occurred_at
-              from pg_temp.spectrum_batch_c84f009c
-             where error_msg is null
-            union all
-            select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
-              from pg_temp.spectrum_batch_c84f009c b
-              join spectrum.event_registry x
-                on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
-             where b.error_msg is not null) versions
-     order by event_id, received_at desc, raw_id desc
-  ), won as (
-    insert into spectrum.event_registry as x
-           (event_id, raw_event_id, received_at, account_id, occurred_at)
-    select event_id, raw_id, received_at, account_id, occurred_at
-      from candidate
-     order by event_id
-    on conflict (event_id) do update
-       set raw_event_id = excluded.raw_event_id,
-           received_at = excluded.received_at,
-           account_id = excluded.account_id,
-           occurred_at = excluded.occurred_at,
-           prev_account_id = x.account_id,
-           prev_occurred_at = x.occurred_at
-     where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
-    returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
-  ), replacing as (
+  -- The registry's key says which form runs (plpgsql plans only the branch it takes).
+  if v_registry_by_account then
+    with candidate as (
+      select distinct on (account_id, event_id) raw_id, event_id, received_at, account_id, occurred_at
+        from (select raw_id, event_id, received_at, account_id, occurred_at
+                from pg_temp.spectrum_batch_c84f009c
+               where error_msg is null
+              union all
+              select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
+                from pg_temp.spectrum_batch_c84f009c b
+                join spectrum.event_registry x
+                  on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
+               where b.error_msg is not null) versions
+       order by account_id, event_id, received_at desc, raw_id desc
+    ), won as (
+      insert into spectrum.event_registry as x
+             (event_id, raw_event_id, received_at, account_id, occurred_at)
+      select event_id, raw_id, received_at, account_id, occurred_at
+        from candidate
+       order by account_id, event_id
+      on conflict (account_id, event_id) do update
+         set raw_event_id = excluded.raw_event_id,
+             received_at = excluded.received_at,
+             occurred_at = excluded.occurred_at,
+             prev_account_id = x.account_id,
+             prev_occurred_at = x.occurred_at
+       where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
+      returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
+    ), replacing as (
+      update pg_temp.spectrum_batch_c84f009c b
+         set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
+        from won
+       where b.raw_id = won.raw_event_id and won.prev_account_id is not null
+    )
     update pg_temp.spectrum_batch_c84f009c b
-       set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
-      from won
-     where b.raw_id = won.raw_event_id and won.prev_account_id is not null
-  )
-  update pg_temp.spectrum_batch_c84f009c b
-     set superseded = true
-   where b.error_msg is null
-     and not exists (select from won where won.raw_event_id = b.raw_id);
-  get diagnostics v_result.superseded = row_count;
+       set superseded = true
+     where b.error_msg is null
+       and not exists (select from won where won.raw_event_id = b.raw_id);
+    get diagnostics v_result.superseded = row_count;
+  else
+    with candidate as (
+      select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
+        from (select raw_id, event_id, received_at, account_id, occurred_at
+                from pg_temp.spectrum_batch_c84f009c
+               where error_msg is null
+              union all
+              select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
+                from pg_temp.spectrum_batch_c84f009c b
+                join spectrum.event_registry x
+                  on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
+               where b.error_msg is not null) versions
+       order by event_id, received_at desc, raw_id desc
+    ), won as (
+      insert into spectrum.event_registry as x
+             (event_id, raw_event_id, received_at, account_id, occurred_at)
+      select event_id, raw_id, received_at, account_id, occurred_at
+        from candidate
+       order by event_id
+      on conflict (event_id) do update
+         set raw_event_id = excluded.raw_event_id,
+             received_at = excluded.received_at,
+             account_id = excluded.account_id,
+             occurred_at = excluded.occurred_at,
+             prev_account_id = x.account_id,
+             prev_occurred_at = x.occurred_at
+       where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
+      returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
+    ), replacing as (
+      update pg_temp.spectrum_batch_c84f009c b
+         set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
+        from won
+       where b.raw_id = won.raw_event_id and won.prev_account_id is not null
+    )
+    update pg_temp.spectrum_batch_c84f009c b
+       set superseded = true
+     where b.error_msg is null
+       and not exists (select from won where won.raw_event_id = b.raw_id);
+    get diagnostics v_result.superseded = row_count;
+  end if;
 
   insert into spectrum.dim_accounts as d (account_id, first_seen_at, last_seen_at)
   select account_id, min(occurred_at), max(occurred_at)

@@ -29,9 +29,9 @@ describe.skipIf(!installed)('on a Citus coordinator with two workers', () => {
   beforeAll(async () => {
     cluster = await citusCluster({ workers: 2, cronDatabase: 'spectrum' });
     url = await cluster.createDatabase('spectrum');
+    // The migrations distribute by themselves where the citus extension is.
     await migrateWorkingTree(url);
-    await distribute(url, () => {});
-    sql = connect(url, { max: 2 });
+    sql = connect(url, { max: 4 });
   }, 240_000);
   afterAll(async () => {
     await sql?.end();
@@ -99,6 +99,53 @@ describe.skipIf(!installed)('on a Citus coordinator with two workers', () => {
       ['processing', 0],
       ['done', 0],
       ['failed', 0],
+    ]);
+  });
+
+  it('processes every event exactly once, newest version, concurrent callers and all', async () => {
+    await sql`truncate spectrum.raw_events`;
+    const event = (n: number, account: number, version: number) => ({
+      event_id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+      event_type: 'click',
+      account_id: `00000000-0000-4000-8000-${String(account).padStart(12, '0')}`,
+      user_id: `u${n % 7}`,
+      properties: { version },
+    });
+    const first = Array.from({ length: 600 }, (_, n) => event(n, n % 40, 1));
+    const bad = Array.from({ length: 6 }, (_, n) => ({
+      event_type: 'click',
+      account_id: `bad ${n}`,
+    }));
+    await sql`insert into spectrum.raw_events (payload)
+              select p from jsonb_array_elements(${sql.json([...first, ...bad])}) p`;
+    // A newer version of a third of them, then four callers at once.
+    const second = first
+      .filter((_, n) => n % 3 === 0)
+      .map((e) => ({ ...e, properties: { version: 2 } }));
+    await sql`insert into spectrum.raw_events (payload)
+              select p from jsonb_array_elements(${sql.json(second)}) p`;
+    await Promise.all(
+      Array.from({ length: 4 }, () => sql`call spectrum.process_pending(p_batch_size => 50)`),
+    );
+    await sql`call spectrum.process_pending()`;
+    const [r] = await sql<
+      { facts: number; distinct: number; newest: number; pending: number; failed: number }[]
+    >`
+      select (select count(*)::int from spectrum.fact_events) as facts,
+             (select count(distinct event_id)::int from spectrum.fact_events) as distinct,
+             (select count(*)::int from spectrum.fact_events where properties ->> 'version' = '2')
+               as newest,
+             (select count(*)::int from spectrum.raw_events where status <> 'done'
+                 and status <> 'failed') as pending,
+             (select count(*)::int from spectrum.raw_events where status = 'failed') as failed`;
+    expect(r).toEqual({ facts: 600, distinct: 600, newest: 200, pending: 0, failed: 6 });
+    const status = await sql<{ status: string; events: string }[]>`
+      select status, events from spectrum.pipeline_status`;
+    expect(status.map((s) => [s.status, Number(s.events)])).toEqual([
+      ['pending', 0],
+      ['processing', 0],
+      ['done', 800],
+      ['failed', 6],
     ]);
   });
 });

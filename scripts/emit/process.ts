@@ -117,6 +117,53 @@ const BOOKKEEPING = [
   ['prev_occurred_at', 'timestamptz'],
 ];
 
+/**
+ * The registry step: the newest version of each event wins, the others are superseded. An event
+ * is its event_id on one server; on Citus the registry is keyed (account_id, event_id), on the
+ * node of the account's facts, and an event's account cannot change (docs/citus.md).
+ */
+function registryStep(batch: string, byAccount: boolean): string {
+  const key = byAccount ? 'account_id, event_id' : 'event_id';
+  const setAccount = byAccount ? '' : '\n         account_id = excluded.account_id,';
+  return `with candidate as (
+  select distinct on (${key}) raw_id, event_id, received_at, account_id, occurred_at
+    from (select raw_id, event_id, received_at, account_id, occurred_at
+            from pg_temp.${batch}
+           where error_msg is null
+          union all
+          select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
+            from pg_temp.${batch} b
+            join spectrum.event_registry x
+              on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
+           where b.error_msg is not null) versions
+   order by ${key}, received_at desc, raw_id desc
+), won as (
+  insert into spectrum.event_registry as x
+         (event_id, raw_event_id, received_at, account_id, occurred_at)
+  select event_id, raw_id, received_at, account_id, occurred_at
+    from candidate
+   order by ${key}
+  on conflict (${key}) do update
+     set raw_event_id = excluded.raw_event_id,
+         received_at = excluded.received_at,${setAccount}
+         occurred_at = excluded.occurred_at,
+         prev_account_id = x.account_id,
+         prev_occurred_at = x.occurred_at
+   where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
+  returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
+), replacing as (
+  update pg_temp.${batch} b
+     set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
+    from won
+   where b.raw_id = won.raw_event_id and won.prev_account_id is not null
+)
+update pg_temp.${batch} b
+   set superseded = true
+ where b.error_msg is null
+   and not exists (select from won where won.raw_event_id = b.raw_id);
+get diagnostics v_result.superseded = row_count;`;
+}
+
 export function emitProcessClaimed(m: Model): string {
   // What extract_event returns but geo_id: the pipeline computes that per place (places()).
   const typeCols = [
@@ -182,44 +229,12 @@ end if;
 -- changed) is a candidate too, with its stored location: it "replaces" itself, so its fact
 -- is deleted below and none is inserted. An invalid event has no fact. Both kinds go through
 -- the one upsert, which locks event_registry rows in event_id order.
-with candidate as (
-  select distinct on (event_id) raw_id, event_id, received_at, account_id, occurred_at
-    from (select raw_id, event_id, received_at, account_id, occurred_at
-            from pg_temp.${batch}
-           where error_msg is null
-          union all
-          select b.raw_id, x.event_id, x.received_at, x.account_id, x.occurred_at
-            from pg_temp.${batch} b
-            join spectrum.event_registry x
-              on x.event_id = coalesce(b.event_id, b.raw_id) and x.raw_event_id = b.raw_id
-           where b.error_msg is not null) versions
-   order by event_id, received_at desc, raw_id desc
-), won as (
-  insert into spectrum.event_registry as x
-         (event_id, raw_event_id, received_at, account_id, occurred_at)
-  select event_id, raw_id, received_at, account_id, occurred_at
-    from candidate
-   order by event_id
-  on conflict (event_id) do update
-     set raw_event_id = excluded.raw_event_id,
-         received_at = excluded.received_at,
-         account_id = excluded.account_id,
-         occurred_at = excluded.occurred_at,
-         prev_account_id = x.account_id,
-         prev_occurred_at = x.occurred_at
-   where (excluded.received_at, excluded.raw_event_id) >= (x.received_at, x.raw_event_id)
-  returning x.raw_event_id, x.prev_account_id, x.prev_occurred_at
-), replacing as (
-  update pg_temp.${batch} b
-     set prev_account_id = won.prev_account_id, prev_occurred_at = won.prev_occurred_at
-    from won
-   where b.raw_id = won.raw_event_id and won.prev_account_id is not null
-)
-update pg_temp.${batch} b
-   set superseded = true
- where b.error_msg is null
-   and not exists (select from won where won.raw_event_id = b.raw_id);
-get diagnostics v_result.superseded = row_count;
+-- The registry's key says which form runs (plpgsql plans only the branch it takes).
+if v_registry_by_account then
+${indent(registryStep(batch, true))}
+else
+${indent(registryStep(batch, false))}
+end if;
 
 ${dimUpsert(batch, 'spectrum.dim_accounts', ['account_id'], m.dims.accounts, '')}
 
@@ -293,8 +308,14 @@ declare
   v_months timestamptz[];
   v_missing timestamptz[];
   v_rows integer;
+  v_registry_by_account boolean;
   ${CAREFUL} boolean := false;
 begin
+  -- Keyed (account_id, event_id) once distributed on Citus (docs/citus.md), else by event_id.
+  select i.indnatts = 2
+    into v_registry_by_account
+    from pg_catalog.pg_index i
+   where i.indrelid = 'spectrum.event_registry'::pg_catalog.regclass and i.indisprimary;
 ${indent(body)}
 end
 $fn$;

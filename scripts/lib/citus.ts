@@ -210,6 +210,12 @@ export async function distribute(
                [1 + pg_catalog.floor(pg_catalog.random() * ${buckets.length})::integer]
       $$`);
     await sql`insert into spectrum.raw_buckets (bucket) select unnest(${buckets}::integer[])`;
+    // A pending floor per bucket, from bucket 0's (every row distributed so far is in bucket 0).
+    await sql`
+      insert into spectrum.pending_floor (bucket, floor)
+      select b, (select floor from spectrum.pending_floor where bucket = 0)
+        from unnest(${buckets}::integer[]) b
+      on conflict (bucket) do nothing`;
     log(
       `distributed: ${BY_ACCOUNT.join(', ')} by account_id (${SHARDS} shards), raw_events by ` +
         `bucket (${buckets.length} buckets), ${others.map((o) => o.name).join(', ')} as reference tables`,

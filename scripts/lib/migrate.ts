@@ -8,12 +8,15 @@ import { migrate } from 'graphile-migrate';
 // graphile-migrate keeps its pools alive briefly after use, and exits the process when one of
 // their idle connections errors (a dropped database): release them as soon as we are done.
 import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
+import { distribute } from './citus.ts';
 import { connect } from './db.ts';
 import { projectRoot } from './paths.ts';
 import { applySchedule } from './schedule.ts';
 
 export interface MigrateOptions {
   schedule?: boolean;
+  /** Distribute on a Citus coordinator (default: when the citus extension is in the database). */
+  distribute?: boolean;
   log?: (line: string) => void;
   migrationsFolder?: string;
 }
@@ -51,7 +54,25 @@ export async function migrateDatabase(url: string, opts: MigrateOptions = {}): P
   } finally {
     clearAllPools();
   }
+  if (opts.distribute !== false) await distributeOnCitus(url, log);
   if (opts.schedule !== false) await applySchedule(url, undefined, log);
+}
+
+/**
+ * On a Citus coordinator (the citus extension in this database), distributes the tables once
+ * (scripts/lib/citus.ts, docs/citus.md); elsewhere does nothing.
+ */
+export async function distributeOnCitus(url: string, log: (l: string) => void): Promise<void> {
+  const sql = connect(url, { max: 1 });
+  let citus = false;
+  try {
+    const [r] = await sql<{ citus: boolean }[]>`
+      select exists (select from pg_catalog.pg_extension where extname = 'citus') as citus`;
+    citus = r!.citus;
+  } finally {
+    await sql.end();
+  }
+  if (citus) await distribute(url, log);
 }
 
 /**
@@ -63,13 +84,16 @@ export async function migrateWorkingTree(
   url: string,
   opts: { schedule?: boolean } = {},
 ): Promise<void> {
-  await migrateDatabase(url, { schedule: opts.schedule ?? false, log: () => {} });
+  await migrateDatabase(url, { schedule: false, distribute: false, log: () => {} });
   const current = readFileSync(join(projectRoot, 'migrations', 'current.sql'), 'utf8');
-  if (!current.trim()) return;
-  const sql = connect(url, { max: 1 });
-  try {
-    await sql.begin((tx) => tx.unsafe(current));
-  } finally {
-    await sql.end();
+  if (current.trim()) {
+    const sql = connect(url, { max: 1 });
+    try {
+      await sql.begin((tx) => tx.unsafe(current));
+    } finally {
+      await sql.end();
+    }
   }
+  await distributeOnCitus(url, () => {});
+  if (opts.schedule) await applySchedule(url, undefined, () => {});
 }
