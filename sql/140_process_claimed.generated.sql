@@ -435,7 +435,7 @@ begin
       select event_id, raw_id, received_at, account_id, occurred_at
         from candidate
        order by account_id, event_id
-      on conflict (account_id, event_id) do update
+      on conflict on constraint event_registry_pkey do update
          set raw_event_id = excluded.raw_event_id,
              received_at = excluded.received_at,
              occurred_at = excluded.occurred_at,
@@ -473,7 +473,7 @@ begin
       select event_id, raw_id, received_at, account_id, occurred_at
         from candidate
        order by event_id
-      on conflict (event_id) do update
+      on conflict on constraint event_registry_pkey do update
          set raw_event_id = excluded.raw_event_id,
              received_at = excluded.received_at,
              account_id = excluded.account_id,

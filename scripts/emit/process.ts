@@ -123,6 +123,7 @@ const BOOKKEEPING = [
  * node of the account's facts, and an event's account cannot change (docs/citus.md).
  */
 function registryStep(batch: string, byAccount: boolean): string {
+  // The key's columns; ON CONFLICT names the key itself, valid in both shapes.
   const key = byAccount ? 'account_id, event_id' : 'event_id';
   const setAccount = byAccount ? '' : '\n         account_id = excluded.account_id,';
   return `with candidate as (
@@ -143,7 +144,7 @@ function registryStep(batch: string, byAccount: boolean): string {
   select event_id, raw_id, received_at, account_id, occurred_at
     from candidate
    order by ${key}
-  on conflict (${key}) do update
+  on conflict on constraint event_registry_pkey do update
      set raw_event_id = excluded.raw_event_id,
          received_at = excluded.received_at,${setAccount}
          occurred_at = excluded.occurred_at,
