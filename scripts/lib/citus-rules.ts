@@ -112,9 +112,9 @@ export function tokenize(src: string, firstLine = 1): Token[] {
       const start = backslash ? i + 2 : i + 1;
       push('string', value, i, k + 1, { pos: start, line: line + lines(i, start) });
     } else if (c === '"') {
-      const e = src.indexOf('"', i + 1);
-      const end = e < 0 ? src.length : e + 1;
-      push('ident', src.slice(i + 1, end - 1).replace(/""/g, '"'), i, end);
+      let k = i + 1;
+      while (k < src.length && !(src[k] === '"' && src[k + 1] !== '"')) k += src[k] === '"' ? 2 : 1;
+      push('ident', src.slice(i + 1, k).replace(/""/g, '"'), i, k + 1);
     } else if ((m = rest.match(/^\$([A-Za-z_][A-Za-z0-9_]*)?\$/))) {
       const tag = m[0];
       const e = src.indexOf(tag, i + tag.length);
@@ -816,5 +816,5 @@ export function checkCitusRules(files: { name: string; text: string }[]): Findin
         statement: excerpt(s, 0, t.length),
       });
   }
-  return found;
+  return found.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
 }
