@@ -12,6 +12,7 @@ import {
   DISTRIBUTION,
   checkCitusRules,
   placement,
+  placements,
   tokenize,
   type Finding,
   type Rule,
@@ -101,10 +102,12 @@ describe('the distribution map', () => {
       expect(citusTs).toContain(`add constraint ${name} primary key (${cols.join(', ')})`);
   });
 
-  it('makes every other table a reference table', () => {
+  it('names tables that sql/ creates, and makes every other table a reference table', () => {
+    const map = placements(sqlFiles());
+    for (const [table, column] of Object.entries(DISTRIBUTION)) expect(map[table]).toBe(column);
+    for (const table of ['dim_geography', 'status_totals', 'pipeline_runs', 'raw_buckets'])
+      expect(map[table]).toBe('reference');
     expect(placement('fact_events')).toBe('account_id');
-    expect(placement('status_totals')).toBe('reference');
-    expect(placement('raw_buckets')).toBe('reference');
   });
 });
 

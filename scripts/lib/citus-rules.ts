@@ -3,8 +3,24 @@
  * sql/*.sql). Pure functions: files in, findings out. The SQL is read with a tokenizer (quotes,
  * dollar quotes, comments, parentheses), statement by statement, including the PL/pgSQL bodies of
  * functions and DO blocks and the literal part of `execute '…'`; no SQL parser. docs/citus.md
- * gives the Citus error behind each rule.
+ * gives the Citus error behind each rule. Citus refuses volatile functions in modifications of
+ * reference tables as well, so rule (3) covers every table of the schema, and DELETE's WHERE.
+ * A single-server statement is one `if` branch of a body: mark it with the comment
+ * `-- citus: single server only` right before the statement, inside `if <raw_buckets is empty>`.
  */
+import {
+  closing,
+  findAt,
+  isOp,
+  isWord,
+  level,
+  qname,
+  scopeOf,
+  tokenize,
+  type Token,
+} from './sql-tokens.ts';
+
+export { tokenize, type Token };
 
 /** Hash-distributed tables of schema spectrum and their distribution column (scripts/lib/citus.ts). */
 export const DISTRIBUTION: Readonly<Record<string, string>> = {
@@ -31,6 +47,22 @@ export function placement(table: string): string {
   return DISTRIBUTION[table] ?? 'reference';
 }
 
+/** Each table the SQL creates in schema spectrum, and its placement on Citus. */
+export function placements(files: { name: string; text: string }[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of files) {
+    const t = tokenize(f.text).filter((x) => x.kind !== 'comment');
+    t.forEach((x, i) => {
+      let k = isWord(t[i + 1], 'unlogged') ? i + 2 : i + 1;
+      if (!isWord(x, 'create') || !isWord(t[k], 'table')) return;
+      k += isWord(t[k + 1], 'if') ? 4 : 1;
+      const n = qname(t, k);
+      if (n?.[0] === 'spectrum' && !isWord(t[n[2]], 'partition')) out[n[1]] = placement(n[1]);
+    });
+  }
+  return out;
+}
+
 export type Rule =
   | 'unique-key' // (1) a unique key or ON CONFLICT target without the distribution column
   | 'for-update' // (2) FOR UPDATE/SHARE on a distributed table without an equality on its column
@@ -51,92 +83,6 @@ export interface Finding {
 export const SINGLE_SERVER_MARKER = /^--\s*citus:\s*single server only\b/i;
 
 // ---------------------------------------------------------------------------------------------
-// Tokens
-
-type Kind = 'word' | 'ident' | 'string' | 'dollar' | 'number' | 'param' | 'op' | 'comment';
-export interface Token {
-  kind: Kind;
-  /** Lowercased word, identifier, unescaped string or dollar-quoted body, operator text. */
-  value: string;
-  pos: number;
-  end: number;
-  line: number;
-  /** For string and dollar tokens: where the content starts in the source, and its line. */
-  inner?: { pos: number; line: number };
-}
-
-export function tokenize(src: string, firstLine = 1): Token[] {
-  const out: Token[] = [];
-  let i = 0;
-  let line = firstLine;
-  const lines = (a: number, b: number) => {
-    let n = 0;
-    for (let k = a; k < b; k++) if (src.charCodeAt(k) === 10) n++;
-    return n;
-  };
-  const push = (kind: Kind, value: string, start: number, end: number, inner?: Token['inner']) => {
-    out.push({ kind, value, pos: start, end, line, inner });
-    line += lines(start, end);
-    i = end;
-  };
-  while (i < src.length) {
-    const c = src[i]!;
-    const rest = src.slice(i);
-    let m: RegExpMatchArray | null;
-    if (/\s/.test(c)) {
-      if (c === '\n') line++;
-      i++;
-    } else if (rest.startsWith('--')) {
-      const e = src.indexOf('\n', i);
-      const end = e < 0 ? src.length : e;
-      push('comment', src.slice(i, end), i, end);
-    } else if (rest.startsWith('/*')) {
-      let depth = 0;
-      let k = i;
-      do {
-        if (src.startsWith('/*', k)) (depth++, (k += 2));
-        else if (src.startsWith('*/', k)) (depth--, (k += 2));
-        else k++;
-      } while (depth > 0 && k < src.length);
-      push('comment', src.slice(i, k), i, k);
-    } else if (c === "'" || (/[eE]/.test(c) && src[i + 1] === "'")) {
-      const backslash = c !== "'";
-      let k = backslash ? i + 2 : i + 1;
-      let value = '';
-      while (k < src.length) {
-        if (backslash && src[k] === '\\') ((value += src[k + 1] ?? ''), (k += 2));
-        else if (src[k] === "'" && src[k + 1] === "'") ((value += "'"), (k += 2));
-        else if (src[k] === "'") break;
-        else value += src[k++];
-      }
-      const start = backslash ? i + 2 : i + 1;
-      push('string', value, i, k + 1, { pos: start, line: line + lines(i, start) });
-    } else if (c === '"') {
-      let k = i + 1;
-      while (k < src.length && !(src[k] === '"' && src[k + 1] !== '"')) k += src[k] === '"' ? 2 : 1;
-      push('ident', src.slice(i + 1, k).replace(/""/g, '"'), i, k + 1);
-    } else if ((m = rest.match(/^\$([A-Za-z_][A-Za-z0-9_]*)?\$/))) {
-      const tag = m[0];
-      const e = src.indexOf(tag, i + tag.length);
-      const end = e < 0 ? src.length : e + tag.length;
-      const inner = { pos: i + tag.length, line };
-      push('dollar', src.slice(i + tag.length, e < 0 ? src.length : e), i, end, inner);
-    } else if ((m = rest.match(/^\$\d+/))) {
-      push('param', m[0], i, i + m[0].length);
-    } else if ((m = rest.match(/^[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*/))) {
-      push('word', m[0].toLowerCase(), i, i + m[0].length);
-    } else if ((m = rest.match(/^\d+(\.\d+)?([eE][-+]?\d+)?/))) {
-      push('number', m[0], i, i + m[0].length);
-    } else {
-      m = rest.match(/^(::|:=|=>|<=|>=|<>|!=|\|\||\.\.)/);
-      const op = m ? m[0] : c;
-      push('op', op, i, i + op.length);
-    }
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Statements
 
 /** One statement: tokens without comments, with the source they index into. */
@@ -152,53 +98,6 @@ interface FunctionDef {
   name: string;
   volatility: 'immutable' | 'stable' | 'volatile';
   body: Stmt[];
-}
-
-const isWord = (t: Token | undefined, ...w: string[]) =>
-  t !== undefined && t.kind === 'word' && (w.length === 0 || w.includes(t.value));
-const isOp = (t: Token | undefined, op: string) =>
-  t !== undefined && t.kind === 'op' && t.value === op;
-
-/** A possibly qualified name at toks[i]: [schema, name, index after]. */
-function qname(toks: Token[], i: number): [string | null, string, number] | null {
-  const a = toks[i];
-  if (!a || (a.kind !== 'word' && a.kind !== 'ident')) return null;
-  if (isOp(toks[i + 1], '.') && (toks[i + 2]?.kind === 'word' || toks[i + 2]?.kind === 'ident'))
-    return [a.value, toks[i + 2]!.value, i + 3];
-  return [null, a.value, i + 1];
-}
-
-/** Index of the parenthesis closing the one at `open`. */
-function closing(toks: Token[], open: number): number {
-  let depth = 0;
-  for (let k = open; k < toks.length; k++) {
-    if (isOp(toks[k], '(')) depth++;
-    else if (isOp(toks[k], ')') && --depth === 0) return k;
-  }
-  return toks.length;
-}
-
-/** The innermost parenthesised group around toks[i] (its inside), or the whole statement. */
-function scopeOf(toks: Token[], i: number): [number, number] {
-  let depth = 0;
-  for (let k = i - 1; k >= 0; k--) {
-    if (isOp(toks[k], ')')) depth++;
-    else if (isOp(toks[k], '(') && depth-- === 0) return [k + 1, closing(toks, k)];
-  }
-  return [0, toks.length];
-}
-
-/** Indices in [from, to) at parenthesis depth 0 relative to `from`. */
-function* level(toks: Token[], from: number, to: number): Generator<number> {
-  for (let k = from; k < to; k++) {
-    yield k;
-    if (isOp(toks[k], '(')) k = closing(toks, k);
-  }
-}
-
-function findAt(toks: Token[], from: number, to: number, ...words: string[]): number {
-  for (const k of level(toks, from, to)) if (isWord(toks[k], ...words)) return k;
-  return -1;
 }
 
 function excerpt(s: Stmt, from: number, to: number): string {
@@ -231,7 +130,7 @@ function statements(file: string, src: string, toks: Token[], plpgsql: boolean, 
       const into = cur.findIndex((t) => isWord(t, 'into'));
       if (into >= 0 && cur.some((t) => isWord(t, 'raw_buckets')) && cur[into + 1])
         bucketVars.add(cur[into + 1]!.value);
-    } else if (marked) found.push(markerFinding(file, src, toks, prev, 'marks no statement'));
+    } else if (marked) found.push(markerFinding(file, src, prev, 'marks no statement'));
     cur = [];
     marked = false;
   };
@@ -255,16 +154,8 @@ function statements(file: string, src: string, toks: Token[], plpgsql: boolean, 
     if (t.kind === 'comment') {
       if (SINGLE_SERVER_MARKER.test(t.value)) {
         marked = true;
-        if (plpgsql ? !guarded() : true)
-          found.push(
-            markerFinding(
-              file,
-              src,
-              toks,
-              t,
-              'is not inside the branch taken when spectrum.raw_buckets is empty',
-            ),
-          );
+        const why = 'is not inside the branch taken when spectrum.raw_buckets is empty';
+        if (!plpgsql || !guarded()) found.push(markerFinding(file, src, t, why));
       }
       continue;
     }
@@ -275,7 +166,7 @@ function statements(file: string, src: string, toks: Token[], plpgsql: boolean, 
         marked &&
         !cur.some((x, k) => isWord(x, 'for') && isWord(cur[k + 1], 'update', 'share', 'no', 'key'))
       )
-        found.push(markerFinding(file, src, toks, t, 'marks a statement without FOR UPDATE/SHARE'));
+        found.push(markerFinding(file, src, t, 'marks a statement without FOR UPDATE/SHARE'));
       finish();
       prev = t;
       continue;
@@ -324,13 +215,7 @@ function statements(file: string, src: string, toks: Token[], plpgsql: boolean, 
   return out;
 }
 
-function markerFinding(
-  file: string,
-  src: string,
-  toks: Token[],
-  at: Token | undefined,
-  why: string,
-): Finding {
+function markerFinding(file: string, src: string, at: Token | undefined, why: string): Finding {
   return {
     file,
     line: at?.line ?? 1,
