@@ -94,9 +94,10 @@ interface Stmt {
   marked: boolean;
 }
 
+type Volatility = 'immutable' | 'stable' | 'volatile';
 interface FunctionDef {
   name: string;
-  volatility: 'immutable' | 'stable' | 'volatile';
+  volatility: Volatility;
   body: Stmt[];
 }
 
@@ -229,165 +230,110 @@ function markerFinding(file: string, src: string, at: Token | undefined, why: st
 // ---------------------------------------------------------------------------------------------
 // The whole check
 
-const VOLATILE = new Set([
-  'clock_timestamp',
-  'timeofday',
-  'random',
-  'random_normal',
-  'setseed',
-  'nextval',
-  'setval',
-  'currval',
-  'lastval',
-  'gen_random_uuid',
-  'uuid_generate_v1',
-  'uuid_generate_v4',
-  'pg_sleep',
-  'txid_current',
-  'pg_current_xact_id',
-  'set_config',
-  'dblink',
-]);
-const STABLE = new Set([
-  'now',
-  'statement_timestamp',
-  'transaction_timestamp',
-  'current_setting',
-  'format',
-  'concat',
-  'concat_ws',
-  'to_char',
-  'to_timestamp',
-  'to_date',
-  'age',
-  'date_trunc',
-]);
-const STABLE_KEYWORDS = new Set([
-  'current_timestamp',
-  'current_date',
-  'current_time',
-  'localtimestamp',
-  'localtime',
-]);
-const NOT_ALIAS = new Set([
-  'on',
-  'using',
-  'where',
-  'join',
-  'left',
-  'right',
-  'inner',
-  'full',
-  'cross',
-  'natural',
-  'order',
-  'group',
-  'limit',
-  'for',
-  'window',
-  'having',
-  'union',
-  'set',
-  'returning',
-  'tablesample',
-  'lateral',
-  'offset',
-  'into',
-  'values',
-  'select',
-  'default',
-  'overriding',
-  'except',
-  'intersect',
-]);
+const words = (list: string) => new Set(list.split(' '));
+const VOLATILE = words(
+  'clock_timestamp timeofday random random_normal setseed nextval setval currval lastval ' +
+    'gen_random_uuid uuid_generate_v1 uuid_generate_v4 pg_sleep txid_current pg_current_xact_id ' +
+    'set_config dblink',
+);
+// Citus evaluates these once on the coordinator, but not inside CASE or COALESCE.
+const STABLE = words(
+  'now statement_timestamp transaction_timestamp current_setting format concat concat_ws to_char ' +
+    'to_timestamp to_date age date_trunc',
+);
+const STABLE_KEYWORDS = words(
+  'current_timestamp current_date current_time localtimestamp localtime',
+);
+const NOT_ALIAS = words(
+  'on using where join left right inner full cross natural order group limit for window having ' +
+    'union except intersect set returning tablesample lateral offset into values select default',
+);
+/** Words before `update` that make it no UPDATE statement. */
+const NOT_UPDATE = ['do', 'for', 'key', 'no', 'on', 'after', 'before', 'or'];
 
-/** Checks every statement of the given files (name → SQL text) against the Citus rules. */
-export function checkCitusRules(files: { name: string; text: string }[]): Finding[] {
-  const found: Finding[] = [];
-  const stmts: Stmt[] = [];
-  const functions = new Map<string, FunctionDef>();
-  const tables = new Set<string>(Object.keys(DISTRIBUTION));
-  const constraints = new Map<string, { table: string; cols: string[] }>();
+type Files = { name: string; text: string }[];
 
-  // Statements, function bodies and DO blocks, recursively, and the literal part of EXECUTE.
-  const read = (file: string, src: string, firstLine: number, plpgsql: boolean): Stmt[] => {
-    const list = statements(file, src, tokenize(src, firstLine), plpgsql, found);
-    const all: Stmt[] = [];
-    for (const s of list) {
-      all.push(s);
-      const t = s.toks;
-      if (isWord(t[0], 'do')) {
-        const b = t.find((x) => x.kind === 'dollar' || x.kind === 'string');
-        if (b) all.push(...read(file, b.value, b.inner!.line, true));
-      } else if (isWord(t[0], 'create')) {
-        let k = isWord(t[1], 'or') ? 3 : 1;
-        if (!isWord(t[k], 'function', 'procedure')) continue;
-        const name = qname(t, k + 1);
-        if (!name) continue;
-        const open = name[2];
-        const after = closing(t, open) + 1;
-        const as = findAt(t, after, t.length, 'as');
-        const b = as >= 0 ? t[as + 1] : undefined;
-        const plpg = findAt(t, after, t.length, 'language');
-        const lang = plpg >= 0 ? t[plpg + 1]?.value : 'sql';
-        const vol = findAt(t, after, t.length, 'immutable', 'stable', 'volatile');
-        const body =
-          b && (b.kind === 'dollar' || b.kind === 'string')
-            ? read(file, b.value, b.inner!.line, lang === 'plpgsql')
-            : [];
-        all.push(...body);
-        functions.set(name[1], {
-          name: name[1],
-          volatility: vol >= 0 ? (t[vol]!.value as FunctionDef['volatility']) : 'volatile',
-          body,
-        });
-      } else {
-        t.forEach((x, k) => {
-          if (isWord(x, 'execute') && t[k + 1]?.kind === 'string') {
-            const lit = t[k + 1]!;
-            all.push(...read(file, lit.value, lit.inner!.line, false));
-          }
-        });
-      }
+/** Everything read from the files: statements (bodies included), functions, tables, keys. */
+interface Sql {
+  stmts: Stmt[];
+  functions: Map<string, FunctionDef>;
+  tables: Set<string>;
+  constraints: Map<string, string[]>;
+  found: Finding[];
+}
+
+/** Statements, function bodies and DO blocks, recursively, and the literal part of EXECUTE. */
+function read(sql: Sql, file: string, src: string, firstLine: number, plpgsql: boolean): Stmt[] {
+  const all: Stmt[] = [];
+  for (const s of statements(file, src, tokenize(src, firstLine), plpgsql, sql.found)) {
+    all.push(s);
+    const t = s.toks;
+    if (isWord(t[0], 'do')) {
+      const b = t.find((x) => x.kind === 'dollar' || x.kind === 'string');
+      if (b) all.push(...read(sql, file, b.value, b.inner!.line, true));
+      continue;
     }
-    return all;
-  };
-  for (const f of files) stmts.push(...read(f.name, f.text, 1, false));
+    const k = isWord(t[1], 'or') ? 3 : 1;
+    const name = isWord(t[0], 'create') && isWord(t[k], 'function', 'procedure') && qname(t, k + 1);
+    if (name) {
+      const after = closing(t, name[2]) + 1;
+      const at = (...w: string[]) => t[findAt(t, after, t.length, ...w)];
+      const b = t[findAt(t, after, t.length, 'as') + 1];
+      const lang = t[findAt(t, after, t.length, 'language') + 1]?.value ?? 'sql';
+      const body =
+        b && (b.kind === 'dollar' || b.kind === 'string')
+          ? read(sql, file, b.value, b.inner!.line, lang === 'plpgsql')
+          : [];
+      all.push(...body);
+      const volatility = (at('immutable', 'stable', 'volatile')?.value ?? 'volatile') as Volatility;
+      sql.functions.set(name[1], { name: name[1], volatility, body });
+      continue;
+    }
+    t.forEach((x, i) => {
+      const lit = t[i + 1];
+      if (isWord(x, 'execute') && lit?.kind === 'string')
+        all.push(...read(sql, file, lit.value, lit.inner!.line, false));
+    });
+  }
+  return all;
+}
 
-  // Tables and unique keys.
-  const keyCheck = (s: Stmt, at: number, table: string, name: string, cols: string[]) => {
-    constraints.set(name, { table, cols });
+/** A table of the schema: qualified by spectrum, or an unqualified name the schema has. */
+function tableName(sql: Sql, n: ReturnType<typeof qname>): string | null {
+  return n && (n[0] === 'spectrum' || (n[0] === null && sql.tables.has(n[1]))) ? n[1] : null;
+}
+
+/** The plain column names of a parenthesised list (expressions are skipped). */
+function columns(t: Token[], open: number): string[] {
+  const cols: string[] = [];
+  let first = true;
+  for (const k of level(t, open + 1, closing(t, open))) {
+    if (first && (t[k]!.kind === 'word' || t[k]!.kind === 'ident')) cols.push(t[k]!.value);
+    first = isOp(t[k], ',');
+  }
+  return cols;
+}
+
+/** (1) Primary keys, unique constraints and unique indexes, in their Citus form. */
+function uniqueKeys(sql: Sql) {
+  const key = (s: Stmt, at: number, table: string, name: string, cols: string[]) => {
+    sql.constraints.set(name, cols);
     const column = DISTRIBUTION[table];
     const citus = CITUS_KEYS[name] ?? cols;
+    const open = s.toks.findIndex((x, k) => k > at && isOp(x, '('));
     if (column && !citus.includes(column))
-      found.push({
+      sql.found.push({
         file: s.file,
         line: s.toks[at]!.line,
         rule: 'unique-key',
         table,
         message: `unique key ${name} (${citus.join(', ')}) lacks the distribution column ${column}`,
-        statement: excerpt(
-          s,
-          at,
-          closing(
-            s.toks,
-            s.toks.findIndex((x, k) => k > at && isOp(x, '(')),
-          ) + 1,
-        ),
+        statement: excerpt(s, at, closing(s.toks, open) + 1),
       });
   };
-  const colsIn = (t: Token[], open: number) => {
-    const cols: string[] = [];
-    let first = true;
-    for (const k of level(t, open + 1, closing(t, open))) {
-      if (first && (t[k]!.kind === 'word' || t[k]!.kind === 'ident')) cols.push(t[k]!.value);
-      first = isOp(t[k], ',');
-    }
-    return cols;
-  };
-  const tableName = (n: [string | null, string, number] | null) =>
-    n && (n[0] === 'spectrum' || (n[0] === null && tables.has(n[1]))) ? n[1] : null;
-  for (const s of stmts) {
+  const keyName = (table: string, primary: boolean, cols: string[]) =>
+    primary ? `${table}_pkey` : `${table}_${cols.join('_')}_key`;
+  for (const s of sql.stmts) {
     const t = s.toks;
     for (let i = 0; i < t.length; i++) {
       if (isWord(t[i], 'create') && (isWord(t[i + 1], 'table') || isWord(t[i + 2], 'table'))) {
@@ -395,311 +341,278 @@ export function checkCitusRules(files: { name: string; text: string }[]): Findin
         if (isWord(t[k], 'if')) k += isWord(t[k + 1], 'not') ? 3 : 2;
         const n = qname(t, k);
         if (!n || !isOp(t[n[2]], '(')) continue;
-        if (n[0] === 'spectrum') tables.add(n[1]);
         const table = n[1];
         const close = closing(t, n[2]);
-        let start = n[2] + 1;
-        for (const k2 of [...level(t, n[2] + 1, close), close]) {
-          if (k2 !== close && !isOp(t[k2], ',')) continue;
-          const item = start;
-          start = k2 + 1;
-          let name: string | null = null;
-          let j = item;
-          if (isWord(t[j], 'constraint')) ((name = t[j + 1]!.value), (j += 2));
-          const kw = findAt(t, j, k2, 'primary', 'unique');
-          if (kw < 0) continue;
-          const pk = isWord(t[kw], 'primary');
-          const open = t.findIndex((x, m) => m > kw && m < k2 && isOp(x, '('));
-          const inline = kw !== j;
-          const cols = inline ? [t[item]!.value] : open >= 0 ? colsIn(t, open) : [];
-          name ??= pk ? `${table}_pkey` : `${table}_${cols.join('_')}_key`;
-          keyCheck(s, inline ? kw : j, table, name, cols);
+        let item = n[2] + 1;
+        for (const end of [...level(t, n[2] + 1, close), close]) {
+          if (end !== close && !isOp(t[end], ',')) continue;
+          const named = isWord(t[item], 'constraint');
+          const j = named ? item + 2 : item;
+          const kw = findAt(t, j, end, 'primary', 'unique');
+          if (kw >= 0) {
+            const inline = kw !== j; // a column's own `primary key` or `unique`
+            const open = t.findIndex((x, m) => m > kw && m < end && isOp(x, '('));
+            const cols = inline ? [t[item]!.value] : open >= 0 ? columns(t, open) : [];
+            const name = named
+              ? t[item + 1]!.value
+              : keyName(table, isWord(t[kw], 'primary'), cols);
+            key(s, inline ? kw : j, table, name, cols);
+          }
+          item = end + 1;
         }
         i = close;
       } else if (isWord(t[i], 'alter') && isWord(t[i + 1], 'table')) {
         let k = i + 2;
         while (isWord(t[k], 'if', 'exists', 'only')) k++;
         const n = qname(t, k);
-        const table = tableName(n);
-        const add = n ? n[2] : -1;
-        if (!table || !isWord(t[add], 'add')) continue;
-        let j = add + 1;
-        let name: string | null = null;
-        if (isWord(t[j], 'constraint')) ((name = t[j + 1]!.value), (j += 2));
+        const table = tableName(sql, n);
+        if (!table || !n || !isWord(t[n[2]], 'add')) continue;
+        const named = isWord(t[n[2] + 1], 'constraint');
+        const j = named ? n[2] + 3 : n[2] + 1;
         if (!isWord(t[j], 'primary', 'unique')) continue;
-        const open = t.findIndex((x, m) => m > j && isOp(x, '('));
-        const cols = colsIn(t, open);
-        name ??= isWord(t[j], 'primary') ? `${table}_pkey` : `${table}_${cols.join('_')}_key`;
-        keyCheck(s, j, table, name, cols);
+        const cols = columns(
+          t,
+          t.findIndex((x, m) => m > j && isOp(x, '(')),
+        );
+        key(
+          s,
+          j,
+          table,
+          named ? t[j - 1]!.value : keyName(table, isWord(t[j], 'primary'), cols),
+          cols,
+        );
       } else if (
         isWord(t[i], 'create') &&
         isWord(t[i + 1], 'unique') &&
         isWord(t[i + 2], 'index')
       ) {
         const on = t.findIndex((x, m) => m > i && isWord(x, 'on'));
-        let k = on + 1;
-        if (isWord(t[k], 'only')) k++;
-        const n = qname(t, k);
-        const table = tableName(n);
-        if (!table) continue;
-        const open = t.findIndex((x, m) => m >= n![2] && isOp(x, '('));
-        const named = t[on - 1] && !isWord(t[on - 1], 'index', 'concurrently', 'exists');
-        keyCheck(s, i, table, named ? t[on - 1]!.value : `${table}_unique_idx`, colsIn(t, open));
-      }
-    }
-  }
-
-  const callVolatility = (t: Token[], k: number): FunctionDef['volatility'] | null => {
-    if (t[k]?.kind !== 'word' || !isOp(t[k + 1], '(')) {
-      return t[k]?.kind === 'word' && STABLE_KEYWORDS.has(t[k]!.value) ? 'stable' : null;
-    }
-    const schema = isOp(t[k - 1], '.') ? t[k - 2]?.value : null;
-    const name = t[k]!.value;
-    const own = functions.get(name);
-    if (
-      own &&
-      (schema === 'spectrum' || (schema === null && !VOLATILE.has(name) && !STABLE.has(name)))
-    )
-      return own.volatility;
-    if (schema && schema !== 'pg_catalog') return null;
-    return VOLATILE.has(name) ? 'volatile' : STABLE.has(name) ? 'stable' : null;
-  };
-  /** (3): volatile calls in [from, to); with `set`, mutable calls inside CASE or COALESCE too. */
-  const volatileIn = (
-    s: Stmt,
-    from: number,
-    to: number,
-    table: string,
-    what: string,
-    isSet: boolean,
-    whole: [number, number],
-  ) => {
-    const t = s.toks;
-    let caseDepth = 0;
-    const coalesceEnds: number[] = [];
-    for (let k = from; k < to; k++) {
-      if (isWord(t[k], 'case')) caseDepth++;
-      else if (isWord(t[k], 'end') && caseDepth > 0) caseDepth--;
-      else if (isWord(t[k], 'coalesce') && isOp(t[k + 1], '('))
-        coalesceEnds.push(closing(t, k + 1));
-      while (coalesceEnds.length && coalesceEnds[coalesceEnds.length - 1]! < k) coalesceEnds.pop();
-      const v = callVolatility(t, k);
-      const inCase = isSet && (caseDepth > 0 || coalesceEnds.length > 0);
-      if (v === 'volatile' || (v === 'stable' && inCase))
-        found.push({
-          file: s.file,
-          line: t[k]!.line,
-          rule: 'volatile',
-          table,
-          message:
-            v === 'volatile'
-              ? `volatile ${t[k]!.value}() in the ${what} of a modification of spectrum.${table}`
-              : `non-immutable ${t[k]!.value} inside CASE/COALESCE in the ${what} of an UPDATE of spectrum.${table}`,
-          statement: excerpt(s, whole[0], whole[1]),
-        });
-    }
-  };
-  for (const s of stmts) {
-    const t = s.toks;
-    for (let i = 0; i < t.length; i++) {
-      // (2) FOR UPDATE / FOR SHARE over a distributed table.
-      if (isWord(t[i], 'for') && isWord(t[i + 1], 'update', 'share', 'no', 'key') && !s.marked) {
-        const [a, b] = scopeOf(t, i);
-        const from = findAt(t, a, i, 'from');
-        if (from < 0) continue;
-        const whereAt = findAt(t, from, i, 'where');
-        const fromEnd =
-          [...level(t, from + 1, i)].find((k) =>
-            isWord(t[k], 'where', 'group', 'order', 'limit', 'having', 'window'),
-          ) ?? i;
-        const refs: { table: string; alias: string }[] = [];
-        for (const k of level(t, from, fromEnd)) {
-          if (!(isWord(t[k], 'from', 'join') || isOp(t[k], ','))) continue;
-          let j = k + 1;
-          if (isWord(t[j], 'only')) j++;
-          const n = qname(t, j);
-          const table = tableName(n);
-          if (!table || !n) continue;
-          let al = n[2];
-          if (isWord(t[al], 'as')) al++;
-          const alias =
-            t[al]?.kind === 'word' && !NOT_ALIAS.has(t[al]!.value) ? t[al]!.value : table;
-          refs.push({ table, alias });
-        }
-        const whereEnd =
-          whereAt < 0
-            ? -1
-            : ([...level(t, whereAt + 1, b)].find((k) =>
-                isWord(t[k], 'group', 'order', 'limit', 'for', 'having', 'window'),
-              ) ?? b);
-        for (const r of refs) {
-          const column = DISTRIBUTION[r.table];
-          if (!column) continue;
-          let eq = false;
-          for (let k = whereAt + 1; whereAt >= 0 && k < whereEnd; k++) {
-            if (isOp(t[k], '(') && isWord(t[k + 1], 'select')) k = closing(t, k);
-            const own =
-              isWord(t[k], column) && (!isOp(t[k - 1], '.') || isWord(t[k - 2], r.alias, r.table));
-            if (
-              own &&
-              (isOp(t[k + 1], '=') ||
-                isOp(t[k - 1], '=') ||
-                (isOp(t[k - 1], '.') && isOp(t[k - 3], '=')))
-            )
-              eq = true;
-          }
-          if (!eq)
-            found.push({
-              file: s.file,
-              line: t[i]!.line,
-              rule: 'for-update',
-              table: r.table,
-              message: `FOR ${t[i + 1]!.value.toUpperCase()} on spectrum.${r.table} without an equality on ${column} (Citus: could not run distributed query with FOR UPDATE/SHARE commands)`,
-              statement: excerpt(s, a, b),
-            });
-        }
-      }
-      // (3) UPDATE … SET … WHERE and DELETE … WHERE on a table of the schema.
-      if (
-        isWord(t[i], 'update') &&
-        !isWord(t[i - 1], 'do', 'for', 'key', 'no', 'on', 'after', 'before', 'or')
-      ) {
-        const n = qname(t, i + 1);
-        const table = tableName(n);
+        const n = qname(t, isWord(t[on + 1], 'only') ? on + 2 : on + 1);
+        const table = tableName(sql, n);
         if (!table || !n) continue;
-        let k = n[2];
-        if (isWord(t[k], 'as')) k++;
-        if (!isWord(t[k], 'set')) k++;
-        if (!isWord(t[k], 'set')) continue;
-        const [, b] = scopeOf(t, i);
-        const setEnd =
-          [...level(t, k + 1, b)].find((m) => isWord(t[m], 'from', 'where', 'returning')) ?? b;
-        volatileIn(s, k + 1, setEnd, table, 'SET list', true, [i, b]);
-        const w = findAt(t, setEnd, b, 'where');
-        if (w >= 0)
-          volatileIn(
-            s,
-            w + 1,
-            findAt(t, w, b, 'returning') >= 0 ? findAt(t, w, b, 'returning') : b,
-            table,
-            'WHERE',
-            false,
-            [i, b],
-          );
-      }
-      if (isWord(t[i], 'delete') && isWord(t[i + 1], 'from')) {
-        const table = tableName(qname(t, i + 2));
-        const [, b] = scopeOf(t, i);
-        const w = findAt(t, i, b, 'where');
-        if (table && w >= 0)
-          volatileIn(
-            s,
-            w + 1,
-            findAt(t, w, b, 'returning') >= 0 ? findAt(t, w, b, 'returning') : b,
-            table,
-            'WHERE',
-            false,
-            [i, b],
-          );
-      }
-      // (1) and (3): INSERT … ON CONFLICT.
-      if (isWord(t[i], 'insert') && isWord(t[i + 1], 'into')) {
-        const n = qname(t, i + 2);
-        const table = tableName(n);
-        if (!table) continue;
-        const [, b] = scopeOf(t, i);
-        const on = [...level(t, i, b)].find(
-          (m) => isWord(t[m], 'on') && isWord(t[m + 1], 'conflict'),
+        const cols = columns(
+          t,
+          t.findIndex((x, m) => m >= n[2] && isOp(x, '(')),
         );
-        if (on === undefined) continue;
-        const column = DISTRIBUTION[table];
-        let target: string[] | null = null;
-        let j = on + 2;
-        if (isOp(t[j], '(')) ((target = colsIn(t, j)), (j = closing(t, j) + 1));
-        else if (isWord(t[j], 'on') && isWord(t[j + 1], 'constraint')) {
-          const c = t[j + 2]!.value;
-          target = [...(CITUS_KEYS[c] ?? constraints.get(c)?.cols ?? [column ?? ''])];
-          j += 3;
-        }
-        if (column && target && !target.includes(column))
-          found.push({
-            file: s.file,
-            line: t[on]!.line,
-            rule: 'unique-key',
-            table,
-            message: `ON CONFLICT (${target.join(', ')}) on spectrum.${table} lacks the distribution column ${column}`,
-            statement: excerpt(s, i, Math.min(b, j + 1)),
-          });
-        const set = findAt(t, j, b, 'set');
-        if (isWord(t[set - 1], 'update')) {
-          const end = findAt(t, set, b, 'where', 'returning');
-          volatileIn(s, set + 1, end >= 0 ? end : b, table, 'ON CONFLICT … SET list', true, [i, b]);
-          if (end >= 0 && isWord(t[end], 'where')) {
-            const r = findAt(t, end, b, 'returning');
-            volatileIn(s, end + 1, r >= 0 ? r : b, table, 'ON CONFLICT … WHERE', false, [i, b]);
-          }
-        }
+        const named = !isWord(t[on - 1], 'index', 'concurrently', 'exists');
+        key(s, i, table, named ? t[on - 1]!.value : `${table}_unique_idx`, cols);
       }
     }
   }
+}
 
-  // (4) Triggers on distributed tables whose functions write reference tables.
-  const writes = (fn: string, seen: Set<string>): { table: string; s: Stmt; k: number }[] => {
-    const f = functions.get(fn);
-    if (!f || seen.has(fn)) return [];
-    seen.add(fn);
-    const out: { table: string; s: Stmt; k: number }[] = [];
-    for (const s of f.body) {
-      const t = s.toks;
-      t.forEach((x, k) => {
-        let n: ReturnType<typeof qname> = null;
-        if (isWord(x, 'insert', 'merge') && isWord(t[k + 1], 'into')) n = qname(t, k + 2);
-        else if (isWord(x, 'delete') && isWord(t[k + 1], 'from')) n = qname(t, k + 2);
-        else if (isWord(x, 'truncate')) n = qname(t, isWord(t[k + 1], 'table') ? k + 2 : k + 1);
-        else if (
-          isWord(x, 'update') &&
-          !isWord(t[k - 1], 'do', 'for', 'key', 'no', 'on', 'after', 'before', 'or')
-        ) {
-          n = qname(t, k + 1);
-          const after = n ? n[2] : 0;
-          if (
-            !isWord(t[after], 'set') &&
-            !isWord(t[after + 1], 'set') &&
-            !isWord(t[after + 2], 'set')
-          )
-            n = null;
-        } else if (
-          x.kind === 'word' &&
-          isOp(t[k + 1], '(') &&
-          isOp(t[k - 1], '.') &&
-          isWord(t[k - 2], 'spectrum')
-        )
-          out.push(...writes(x.value, seen));
-        const table = tableName(n);
-        if (table && placement(table) === 'reference') out.push({ table, s, k });
-      });
+/** (2) A locking read over a distributed table has an equality on its column in its WHERE. */
+function lockingRead(sql: Sql, s: Stmt, i: number) {
+  const t = s.toks;
+  const [a, b] = scopeOf(t, i);
+  const from = findAt(t, a, i, 'from');
+  if (from < 0 || s.marked) return;
+  const clause = (start: number, end: number, ...w: string[]) =>
+    [...level(t, start, end)].find((k) => isWord(t[k], ...w)) ?? end;
+  const fromEnd = clause(from + 1, i, 'where', 'group', 'order', 'limit', 'having', 'window');
+  const where = isWord(t[fromEnd], 'where') ? fromEnd : -1;
+  const whereEnd =
+    where < 0 ? -1 : clause(where + 1, b, 'group', 'order', 'limit', 'for', 'having', 'window');
+  for (const k of level(t, from, fromEnd)) {
+    if (!(isWord(t[k], 'from', 'join') || isOp(t[k], ','))) continue;
+    const n = qname(t, isWord(t[k + 1], 'only') ? k + 2 : k + 1);
+    const table = tableName(sql, n);
+    const column = table && DISTRIBUTION[table];
+    if (!n || !table || !column) continue;
+    const al = isWord(t[n[2]], 'as') ? n[2] + 1 : n[2];
+    const alias = t[al]?.kind === 'word' && !NOT_ALIAS.has(t[al]!.value) ? t[al]!.value : table;
+    let equal = false;
+    for (let m = where + 1; where >= 0 && m < whereEnd; m++) {
+      if (isOp(t[m], '(') && isWord(t[m + 1], 'select')) m = closing(t, m); // not a subquery's
+      const qualified = isOp(t[m - 1], '.');
+      if (!isWord(t[m], column) || (qualified && !isWord(t[m - 2], alias, table))) continue;
+      if (isOp(t[m + 1], '=') || isOp(t[qualified ? m - 3 : m - 1], '=')) equal = true;
     }
-    return out;
+    if (!equal)
+      sql.found.push({
+        file: s.file,
+        line: t[i]!.line,
+        rule: 'for-update',
+        table,
+        message: `FOR ${t[i + 1]!.value.toUpperCase()} on spectrum.${table} without an equality on ${column}`,
+        statement: excerpt(s, a, b),
+      });
+  }
+}
+
+/** (3) Volatile calls in t[from, to); in a SET list, also non-immutable ones in CASE/COALESCE. */
+function volatileIn(
+  sql: Sql,
+  s: Stmt,
+  range: [number, number],
+  table: string,
+  what: string,
+  whole: [number, number],
+) {
+  const t = s.toks;
+  const isSet = what.includes('SET');
+  let cases = 0;
+  const coalesceEnds: number[] = [];
+  for (let k = range[0]; k < range[1]; k++) {
+    if (isWord(t[k], 'case')) cases++;
+    else if (isWord(t[k], 'end') && cases > 0) cases--;
+    else if (isWord(t[k], 'coalesce') && isOp(t[k + 1], '(')) coalesceEnds.push(closing(t, k + 1));
+    while (coalesceEnds.length && coalesceEnds[coalesceEnds.length - 1]! < k) coalesceEnds.pop();
+    const v = volatility(sql, t, k);
+    const conditional = isSet && (cases > 0 || coalesceEnds.length > 0);
+    if (v === 'volatile' || (v === 'stable' && conditional))
+      sql.found.push({
+        file: s.file,
+        line: t[k]!.line,
+        rule: 'volatile',
+        table,
+        message:
+          v === 'volatile'
+            ? `volatile ${t[k]!.value}() in the ${what} of a modification of spectrum.${table}`
+            : `non-immutable ${t[k]!.value} inside CASE/COALESCE in the ${what} of spectrum.${table}`,
+        statement: excerpt(s, whole[0], whole[1]),
+      });
+  }
+}
+
+/** How volatile the call (or keyword) at t[k] is; null when it is no call or is immutable. */
+function volatility(sql: Sql, t: Token[], k: number): Volatility | null {
+  const x = t[k];
+  if (x?.kind !== 'word') return null;
+  if (!isOp(t[k + 1], '(')) return STABLE_KEYWORDS.has(x.value) ? 'stable' : null;
+  const schema = isOp(t[k - 1], '.') ? t[k - 2]?.value : null;
+  const builtin = VOLATILE.has(x.value) ? 'volatile' : STABLE.has(x.value) ? 'stable' : null;
+  const own = sql.functions.get(x.value);
+  if (own && (schema === 'spectrum' || (schema === null && !builtin))) return own.volatility;
+  return schema && schema !== 'pg_catalog' ? null : builtin;
+}
+
+/** (3) UPDATE … SET … WHERE, DELETE … WHERE, and (1, 3) INSERT … ON CONFLICT. */
+function modification(sql: Sql, s: Stmt, i: number) {
+  const t = s.toks;
+  const [, b] = scopeOf(t, i);
+  const until = (from: number, ...w: string[]) => {
+    const k = findAt(t, from, b, ...w);
+    return k < 0 ? b : k;
   };
-  for (const s of stmts) {
+  if (isWord(t[i], 'update') && !isWord(t[i - 1], ...NOT_UPDATE)) {
+    const n = qname(t, i + 1);
+    const table = tableName(sql, n);
+    const set = n ? [n[2], n[2] + 1, n[2] + 2].find((k) => isWord(t[k], 'set')) : undefined;
+    if (!table || set === undefined) return;
+    const setEnd = until(set + 1, 'from', 'where', 'returning');
+    volatileIn(sql, s, [set + 1, setEnd], table, 'SET list', [i, b]);
+    const where = findAt(t, setEnd, b, 'where');
+    if (where >= 0)
+      volatileIn(sql, s, [where + 1, until(where, 'returning')], table, 'WHERE', [i, b]);
+  } else if (isWord(t[i], 'delete') && isWord(t[i + 1], 'from')) {
+    const table = tableName(sql, qname(t, i + 2));
+    const where = findAt(t, i, b, 'where');
+    if (table && where >= 0)
+      volatileIn(sql, s, [where + 1, until(where, 'returning')], table, 'WHERE', [i, b]);
+  } else if (isWord(t[i], 'insert') && isWord(t[i + 1], 'into')) {
+    const table = tableName(sql, qname(t, i + 2));
+    const on = [...level(t, i, b)].find((m) => isWord(t[m], 'on') && isWord(t[m + 1], 'conflict'));
+    if (!table || on === undefined) return;
+    const column = DISTRIBUTION[table];
+    let target: readonly string[] | undefined;
+    let j = on + 2;
+    if (isOp(t[j], '(')) {
+      target = columns(t, j);
+      j = closing(t, j) + 1;
+    } else if (isWord(t[j], 'on') && isWord(t[j + 1], 'constraint')) {
+      const c = t[j + 2]!.value;
+      target = CITUS_KEYS[c] ?? sql.constraints.get(c);
+      j += 3;
+    }
+    if (column && target && !target.includes(column))
+      sql.found.push({
+        file: s.file,
+        line: t[on]!.line,
+        rule: 'unique-key',
+        table,
+        message: `ON CONFLICT (${target.join(', ')}) on spectrum.${table} lacks the distribution column ${column}`,
+        statement: excerpt(s, i, Math.min(b, j + 1)),
+      });
+    const set = findAt(t, j, b, 'set');
+    if (!isWord(t[set - 1], 'update')) return;
+    const end = until(set, 'where', 'returning');
+    volatileIn(sql, s, [set + 1, end], table, 'ON CONFLICT … SET list', [i, b]);
+    if (isWord(t[end], 'where'))
+      volatileIn(sql, s, [end + 1, until(end, 'returning')], table, 'ON CONFLICT … WHERE', [i, b]);
+  }
+}
+
+/** The reference tables a function writes, itself or through the spectrum functions it calls. */
+function referenceWrites(sql: Sql, fn: string, seen = new Set<string>()) {
+  const f = sql.functions.get(fn);
+  const out: { table: string; at: string }[] = [];
+  if (!f || seen.has(fn)) return out;
+  seen.add(fn);
+  for (const s of f.body) {
+    const t = s.toks;
+    t.forEach((x, k) => {
+      let n: ReturnType<typeof qname> = null;
+      if (isWord(x, 'insert', 'merge') && isWord(t[k + 1], 'into')) n = qname(t, k + 2);
+      else if (isWord(x, 'delete') && isWord(t[k + 1], 'from')) n = qname(t, k + 2);
+      else if (isWord(x, 'truncate')) n = qname(t, isWord(t[k + 1], 'table') ? k + 2 : k + 1);
+      else if (isWord(x, 'update') && !isWord(t[k - 1], ...NOT_UPDATE)) {
+        n = qname(t, k + 1);
+        if (n && ![0, 1, 2].some((d) => isWord(t[n![2] + d], 'set'))) n = null;
+      } else if (
+        x.kind === 'word' &&
+        isOp(t[k + 1], '(') &&
+        isOp(t[k - 1], '.') &&
+        isWord(t[k - 2], 'spectrum')
+      )
+        out.push(...referenceWrites(sql, x.value, seen));
+      const table = tableName(sql, n);
+      if (table && placement(table) === 'reference') out.push({ table, at: `${s.file}:${x.line}` });
+    });
+  }
+  return out;
+}
+
+/** (4) CREATE TRIGGER … ON <distributed table> … EXECUTE FUNCTION f: f writes no reference table. */
+function triggers(sql: Sql) {
+  for (const s of sql.stmts) {
     const t = s.toks;
     const trig = t.findIndex((x) => isWord(x, 'trigger'));
     if (!isWord(t[0], 'create') || trig < 0 || trig > 4) continue;
     const on = t.findIndex((x, k) => k > trig && isWord(x, 'on'));
-    const table = tableName(qname(t, on + 1));
+    const table = tableName(sql, qname(t, on + 1));
     const exec = t.findIndex((x, k) => k > on && isWord(x, 'execute'));
-    const fn = qname(t, exec + 2);
-    if (!table || exec < 0 || !fn || !DISTRIBUTION[table] || TRIGGERS_DROPPED.includes(table))
-      continue;
-    for (const w of writes(fn[1], new Set()))
-      found.push({
+    const fn = exec >= 0 ? qname(t, exec + 2) : null;
+    if (!table || !fn || !DISTRIBUTION[table] || TRIGGERS_DROPPED.includes(table)) continue;
+    for (const w of referenceWrites(sql, fn[1]))
+      sql.found.push({
         file: s.file,
         line: t[0]!.line,
         rule: 'trigger-write',
         table,
-        message: `trigger ${t[trig + 1]?.value} on spectrum.${table} runs ${fn[1]}(), which writes the reference table spectrum.${w.table} (${w.s.file}:${w.s.toks[w.k]!.line})`,
+        message: `trigger ${t[trig + 1]?.value} on spectrum.${table} runs ${fn[1]}(), which writes the reference table spectrum.${w.table} (${w.at})`,
         statement: excerpt(s, 0, t.length),
       });
   }
-  return found.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
+}
+
+/** Checks every statement of the given files (name → SQL text) against the Citus rules. */
+export function checkCitusRules(files: Files): Finding[] {
+  const sql: Sql = {
+    stmts: [],
+    functions: new Map(),
+    tables: new Set([...Object.keys(DISTRIBUTION), ...Object.keys(placements(files))]),
+    constraints: new Map(),
+    found: [],
+  };
+  for (const f of files) sql.stmts.push(...read(sql, f.name, f.text, 1, false));
+  uniqueKeys(sql);
+  for (const s of sql.stmts)
+    s.toks.forEach((x, i) => {
+      if (isWord(x, 'for') && isWord(s.toks[i + 1], 'update', 'share', 'no', 'key'))
+        lockingRead(sql, s, i);
+      else if (isWord(x, 'update', 'delete', 'insert')) modification(sql, s, i);
+    });
+  triggers(sql);
+  return sql.found.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
 }
