@@ -35,7 +35,9 @@ const ACCEPTED: { file: string; rule: Rule; statement: string; why: string }[] =
     file: '140_process_claimed.generated.sql',
     rule: 'unique-key',
     statement: 'insert into spectrum.event_registry',
-    why: 'open decision (docs/citus.md): the registry upsert is on event_id alone; on Citus the key is (account_id, event_id)',
+    why:
+      'open decision (docs/citus.md): the registry upsert is on event_id alone; ' +
+      'on Citus the key is (account_id, event_id)',
   },
   {
     file: '150_claim_pending.sql',
@@ -83,10 +85,11 @@ describe('the Citus rules on sql/', () => {
     expect(stale).toEqual([]);
   });
 
-  it('read the function bodies: the claim and the registry upsert are seen', () => {
-    const where = findings.map((f) => `${f.file}:${f.line}`);
-    expect(where).toContain('150_claim_pending.sql:44');
-    expect(where).toContain('140_process_claimed.generated.sql:430');
+  it('read the function bodies, with the lines of the file', () => {
+    const found = check(
+      `select 1;\n${fn(`perform from spectrum.raw_events\n   where id = v_id for update;`)}`,
+    );
+    expect(found.map((f) => [f.rule, f.line])).toEqual([['for-update', 6]]);
   });
 });
 
@@ -216,30 +219,54 @@ describe('rule 2: FOR UPDATE/SHARE on a distributed table has an equality on its
     ).toEqual([]);
   });
 
-  const claim = readFileSync(join(sqlDir, '150_claim_pending.sql'), 'utf8');
-  const single =
-    "    select coalesce(array_agg(id), '{}'), array_agg(id) filter (where status = 'processing')\n      into v_ids, v_stale\n      from (select id, status\n              from spectrum.raw_events\n             where id >= v_from";
-  const marked = (at: 'then' | 'else') => {
-    expect(claim).toContain(single);
-    const text =
-      at === 'then'
-        ? claim.replace(single, `    -- citus: single server only\n${single}`)
-        : claim.replace(
-            '  end if;\n  -- The pipeline',
-            '    -- citus: single server only\n    perform from spectrum.raw_events where id = v_from for update;\n  end if;\n  -- The pipeline',
-          );
-    return checkCitusRules([{ name: '150_claim_pending.sql', text }]);
-  };
+  /** The shape of sql/150_claim_pending.sql: one claim per server kind, by raw_buckets. */
+  const claim = (single: string, citus: string) => `
+    create or replace function spectrum.claim(p_limit integer) returns uuid[]
+    language plpgsql volatile as $$
+    declare
+      v_buckets integer[];
+      v_ids uuid[];
+    begin
+      select array_agg(bucket order by bucket) into v_buckets from spectrum.raw_buckets;
+      if v_buckets is null then
+        ${single}
+        select array_agg(id) into v_ids
+          from (select id from spectrum.raw_events where status = 'pending'
+                 order by id limit p_limit for update skip locked) c;
+      else
+        for i in 1 .. cardinality(v_buckets) loop
+          ${citus}
+          select array_agg(id) into v_ids
+            from (select id from spectrum.raw_events where bucket = v_buckets[i]
+                   order by id limit p_limit for update skip locked) c;
+          exit when v_ids is not null;
+        end loop;
+      end if;
+      return v_ids;
+    end
+    $$;`;
+  const marker = '-- citus: single server only';
 
   it('lets the marker exempt the claim branch taken when raw_buckets is empty', () => {
+    expect(check(claim('', '')).map((f) => [f.rule, f.line])).toEqual([['for-update', 13]]);
+    expect(check(claim(marker, ''))).toEqual([]);
     expect(
-      checkCitusRules([{ name: '150_claim_pending.sql', text: claim }]).map((f) => f.rule),
-    ).toEqual(['for-update']);
-    expect(marked('then')).toEqual([]);
+      rules(
+        fn(`if v_buckets is not null then
+    perform from spectrum.raw_events where bucket = v_buckets[1] for update;
+  else
+    ${marker}
+    perform from spectrum.raw_events where id = v_id for update;
+  end if;`).replace(
+          'begin',
+          'begin select array_agg(bucket) into v_buckets from spectrum.raw_buckets;',
+        ),
+      ),
+    ).toEqual([]);
   });
 
   it('reports a marker on the Citus branch, outside any branch, or on no locking statement', () => {
-    expect(marked('else').map((f) => f.rule)).toEqual(['for-update', 'marker']);
+    expect(rules(claim('', marker))).toEqual(['for-update', 'marker']);
     expect(
       rules(
         fn(`-- citus: single server only
@@ -268,7 +295,8 @@ describe('rule 2: FOR UPDATE/SHARE on a distributed table has an equality on its
 describe('rule 3: no volatile function in an UPDATE, DELETE or ON CONFLICT … SET', () => {
   it('reports volatile calls in SET and WHERE, and mutable calls in CASE/COALESCE', () => {
     const found = check(`
-      create or replace function spectrum.uuid_v7() returns uuid language sql volatile as $$ select gen_random_uuid() $$;
+      create or replace function spectrum.uuid_v7() returns uuid language sql volatile
+        as $$ select gen_random_uuid() $$;
       create or replace function spectrum.pick() returns int language sql as $$ select 1 $$;
       ${fn(`update spectrum.pipeline_runs set finished_at = clock_timestamp() where run_id = v_run;
   update spectrum.raw_events set status = 'pending' where received_at < pg_catalog.clock_timestamp();

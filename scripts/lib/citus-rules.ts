@@ -590,7 +590,9 @@ function triggers(sql: Sql) {
         line: t[0]!.line,
         rule: 'trigger-write',
         table,
-        message: `trigger ${t[trig + 1]?.value} on spectrum.${table} runs ${fn[1]}(), which writes the reference table spectrum.${w.table} (${w.at})`,
+        message:
+          `trigger ${t[trig + 1]?.value} on spectrum.${table} runs ${fn[1]}(), ` +
+          `which writes the reference table spectrum.${w.table} (${w.at})`,
         statement: excerpt(s, 0, t.length),
       });
   }
