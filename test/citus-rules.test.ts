@@ -292,7 +292,7 @@ describe('rule 2: FOR UPDATE/SHARE on a distributed table has an equality on its
   });
 });
 
-describe('rule 3: no volatile function in an UPDATE, DELETE or ON CONFLICT … SET', () => {
+describe('rule 3: no volatile function in an UPDATE, DELETE or ON CONFLICT … DO UPDATE', () => {
   it('reports volatile calls in SET and WHERE, and mutable calls in CASE/COALESCE', () => {
     const found = check(`
       create or replace function spectrum.uuid_v7() returns uuid language sql volatile
@@ -321,6 +321,21 @@ describe('rule 3: no volatile function in an UPDATE, DELETE or ON CONFLICT … S
         ['volatile', 'raw_events', 'volatile clock_timestamp()'],
       ],
     );
+  });
+
+  it('reports stable calls given a column in an UPDATE, and any in ON CONFLICT … DO UPDATE', () => {
+    const found = check(`
+      create table spectrum.pipeline_runs (run_id bigint, note text);
+      ${fn(`update spectrum.pipeline_runs set note = concat_ws('; ', note, v_note) where run_id = v_id;
+  update spectrum.raw_events e set processed_at = now() where e.error_msg = format('%s', e.attempts);
+  insert into spectrum.dim_accounts as d (account_id) values (v_a)
+    on conflict (account_id) do update set last_seen_at = now() where d.first_seen_at < now();`)}`);
+    expect(found.map((f) => f.message)).toEqual([
+      'stable concat_ws() given a column in the SET of spectrum.pipeline_runs',
+      'stable format() given a column in the WHERE of spectrum.raw_events',
+      'non-immutable now in the ON CONFLICT … SET of spectrum.dim_accounts',
+      'non-immutable now in the ON CONFLICT … WHERE of spectrum.dim_accounts',
+    ]);
   });
 
   it('accepts values computed beforehand, stable calls outside CASE, and temporary tables', () => {

@@ -248,6 +248,7 @@ const NOT_ALIAS = words(
   'on using where join left right inner full cross natural order group limit for window having ' +
     'union except intersect set returning tablesample lateral offset into values select default',
 );
+const TABLE_CONSTRAINT = ['constraint', 'primary', 'unique', 'check', 'foreign', 'exclude', 'like'];
 /** Words before `update` that make it no UPDATE statement. */
 const NOT_UPDATE = ['do', 'for', 'key', 'no', 'on', 'after', 'before', 'or'];
 
@@ -259,6 +260,8 @@ interface Sql {
   functions: Map<string, FunctionDef>;
   tables: Set<string>;
   constraints: Map<string, string[]>;
+  /** The columns of each table, from CREATE TABLE and ALTER TABLE … ADD COLUMN. */
+  columns: Map<string, Set<string>>;
   found: Finding[];
 }
 
@@ -343,9 +346,12 @@ function uniqueKeys(sql: Sql) {
         if (!n || !isOp(t[n[2]], '(')) continue;
         const table = n[1];
         const close = closing(t, n[2]);
+        const own = sql.columns.get(table) ?? new Set<string>();
+        sql.columns.set(table, own);
         let item = n[2] + 1;
         for (const end of [...level(t, n[2] + 1, close), close]) {
           if (end !== close && !isOp(t[end], ',')) continue;
+          if (!isWord(t[item], ...TABLE_CONSTRAINT)) own.add(t[item]?.value ?? '');
           const named = isWord(t[item], 'constraint');
           const j = named ? item + 2 : item;
           const kw = findAt(t, j, end, 'primary', 'unique');
@@ -367,6 +373,11 @@ function uniqueKeys(sql: Sql) {
         const n = qname(t, k);
         const table = tableName(sql, n);
         if (!table || !n || !isWord(t[n[2]], 'add')) continue;
+        if (isWord(t[n[2] + 1], 'column')) {
+          const c = t[isWord(t[n[2] + 2], 'if') ? n[2] + 5 : n[2] + 2];
+          if (c) sql.columns.get(table)?.add(c.value);
+          continue;
+        }
         const named = isWord(t[n[2] + 1], 'constraint');
         const j = named ? n[2] + 3 : n[2] + 1;
         if (!isWord(t[j], 'primary', 'unique')) continue;
@@ -440,17 +451,37 @@ function lockingRead(sql: Sql, s: Stmt, i: number) {
   }
 }
 
-/** (3) Volatile calls in t[from, to); in a SET list, also non-immutable ones in CASE/COALESCE. */
+/** The statement modified, and the part of it looked at. */
+interface Target {
+  table: string;
+  /** Names its columns are qualified by (the table, its alias, `excluded`). */
+  names: string[];
+  kind: 'update' | 'delete' | 'conflict';
+  clause: 'SET' | 'WHERE';
+}
+
+/**
+ * (3) What Citus refuses, as measured on Citus 13.2: a volatile call anywhere; in ON CONFLICT … DO
+ * UPDATE any non-immutable call; in an UPDATE a stable call inside CASE or COALESCE of the SET
+ * list, or given a column of the row.
+ */
 function volatileIn(
   sql: Sql,
   s: Stmt,
   range: [number, number],
-  table: string,
-  what: string,
+  to: Target,
   whole: [number, number],
 ) {
   const t = s.toks;
-  const isSet = what.includes('SET');
+  const cols = sql.columns.get(to.table) ?? new Set<string>();
+  const columnIn = (open: number) => {
+    for (let k = open + 1; k < closing(t, open); k++) {
+      const x = t[k]!;
+      if (x.kind !== 'word' || isOp(t[k + 1], '(') || isOp(t[k + 1], '.')) continue;
+      if (isOp(t[k - 1], '.') ? isWord(t[k - 2], ...to.names) : cols.has(x.value)) return true;
+    }
+    return false;
+  };
   let cases = 0;
   const coalesceEnds: number[] = [];
   for (let k = range[0]; k < range[1]; k++) {
@@ -459,17 +490,23 @@ function volatileIn(
     else if (isWord(t[k], 'coalesce') && isOp(t[k + 1], '(')) coalesceEnds.push(closing(t, k + 1));
     while (coalesceEnds.length && coalesceEnds[coalesceEnds.length - 1]! < k) coalesceEnds.pop();
     const v = volatility(sql, t, k);
-    const conditional = isSet && (cases > 0 || coalesceEnds.length > 0);
-    if (v === 'volatile' || (v === 'stable' && conditional))
+    if (v === null || v === 'immutable') continue;
+    const name = t[k]!.value;
+    const where = `the ${to.kind === 'conflict' ? 'ON CONFLICT … ' : ''}${to.clause} of spectrum.${to.table}`;
+    let why: string | null = null;
+    if (v === 'volatile') why = `volatile ${name}() in ${where}`;
+    else if (to.kind === 'conflict') why = `non-immutable ${name} in ${where}`;
+    else if (to.kind === 'update' && to.clause === 'SET' && (cases > 0 || coalesceEnds.length))
+      why = `non-immutable ${name} inside CASE/COALESCE in ${where}`;
+    else if (to.kind === 'update' && isOp(t[k + 1], '(') && columnIn(k + 1))
+      why = `stable ${name}() given a column in ${where}`;
+    if (why)
       sql.found.push({
         file: s.file,
         line: t[k]!.line,
         rule: 'volatile',
-        table,
-        message:
-          v === 'volatile'
-            ? `volatile ${t[k]!.value}() in the ${what} of a modification of spectrum.${table}`
-            : `non-immutable ${t[k]!.value} inside CASE/COALESCE in the ${what} of spectrum.${table}`,
+        table: to.table,
+        message: why,
         statement: excerpt(s, whole[0], whole[1]),
       });
   }
@@ -500,18 +537,24 @@ function modification(sql: Sql, s: Stmt, i: number) {
     const table = tableName(sql, n);
     const set = n ? [n[2], n[2] + 1, n[2] + 2].find((k) => isWord(t[k], 'set')) : undefined;
     if (!table || set === undefined) return;
+    const names = [table, t[set - 1]!.value];
     const setEnd = until(set + 1, 'from', 'where', 'returning');
-    volatileIn(sql, s, [set + 1, setEnd], table, 'SET list', [i, b]);
+    const to: Target = { table, names, kind: 'update', clause: 'SET' };
+    volatileIn(sql, s, [set + 1, setEnd], to, [i, b]);
     const where = findAt(t, setEnd, b, 'where');
     if (where >= 0)
-      volatileIn(sql, s, [where + 1, until(where, 'returning')], table, 'WHERE', [i, b]);
+      volatileIn(sql, s, [where + 1, until(where, 'returning')], { ...to, clause: 'WHERE' }, [
+        i,
+        b,
+      ]);
   } else if (isWord(t[i], 'delete') && isWord(t[i + 1], 'from')) {
     const table = tableName(sql, qname(t, i + 2));
     const where = findAt(t, i, b, 'where');
-    if (table && where >= 0)
-      volatileIn(sql, s, [where + 1, until(where, 'returning')], table, 'WHERE', [i, b]);
+    const to: Target = { table: table ?? '', names: [], kind: 'delete', clause: 'WHERE' };
+    if (table && where >= 0) volatileIn(sql, s, [where + 1, until(where, 'returning')], to, [i, b]);
   } else if (isWord(t[i], 'insert') && isWord(t[i + 1], 'into')) {
-    const table = tableName(sql, qname(t, i + 2));
+    const n = qname(t, i + 2);
+    const table = tableName(sql, n);
     const on = [...level(t, i, b)].find((m) => isWord(t[m], 'on') && isWord(t[m + 1], 'conflict'));
     if (!table || on === undefined) return;
     const column = DISTRIBUTION[table];
@@ -537,9 +580,16 @@ function modification(sql: Sql, s: Stmt, i: number) {
     const set = findAt(t, j, b, 'set');
     if (!isWord(t[set - 1], 'update')) return;
     const end = until(set, 'where', 'returning');
-    volatileIn(sql, s, [set + 1, end], table, 'ON CONFLICT … SET list', [i, b]);
+    const alias = n && isWord(t[n[2]], 'as') ? t[n[2] + 1]!.value : table;
+    const to: Target = {
+      table,
+      names: [table, alias, 'excluded'],
+      kind: 'conflict',
+      clause: 'SET',
+    };
+    volatileIn(sql, s, [set + 1, end], to, [i, b]);
     if (isWord(t[end], 'where'))
-      volatileIn(sql, s, [end + 1, until(end, 'returning')], table, 'ON CONFLICT … WHERE', [i, b]);
+      volatileIn(sql, s, [end + 1, until(end, 'returning')], { ...to, clause: 'WHERE' }, [i, b]);
   }
 }
 
@@ -605,6 +655,7 @@ export function checkCitusRules(files: Files): Finding[] {
     functions: new Map(),
     tables: new Set([...Object.keys(DISTRIBUTION), ...Object.keys(placements(files))]),
     constraints: new Map(),
+    columns: new Map(),
     found: [],
   };
   for (const f of files) sql.stmts.push(...read(sql, f.name, f.text, 1, false));
