@@ -354,6 +354,60 @@ describe('rule 3: no volatile function in an UPDATE, DELETE or ON CONFLICT … D
   });
 });
 
+describe('the rules agree with Citus', () => {
+  // Each statement as Citus 13.2 answered it (a coordinator and one worker from scripts/lib/citus.ts,
+  // a hash-distributed and a reference table with these columns): the check flags what it refused.
+  const tables = `
+    create table spectrum.dim_users (account_id int, id int, t timestamptz, s text,
+      constraint dim_users_pkey primary key (account_id, id));
+    create table spectrum.status_totals (k int primary key, t timestamptz, s text);`;
+  const measured: [refused: boolean, statement: string][] = [
+    [true, `update spectrum.status_totals set t = clock_timestamp() where k = 1`],
+    [false, `update spectrum.status_totals set t = now() where k = 1`],
+    [true, `update spectrum.status_totals set t = case when k = 1 then now() end where k = 1`],
+    [true, `update spectrum.dim_users set s = case when id = 1 then format('%s', id) else 'y' end`],
+    [true, `update spectrum.dim_users set t = coalesce(t, now())`],
+    [true, `update spectrum.dim_users set s = format('%s', id)`],
+    [false, `update spectrum.dim_users set s = format('%s', 1)`],
+    [true, `update spectrum.dim_users x set s = format('%s', x.s)`],
+    [true, `update spectrum.dim_users set s = 'z' where s = format('%s', id)`],
+    [true, `update spectrum.dim_users set s = 'z' where t < clock_timestamp()`],
+    [false, `update spectrum.dim_users set s = 'z' where t < now() - interval '1 day'`],
+    [true, `delete from spectrum.dim_users where t > clock_timestamp() + interval '1 day'`],
+    [false, `delete from spectrum.dim_users where t > now() + interval '1 day'`],
+    [false, `insert into spectrum.dim_users values (2, 1000, clock_timestamp(), random()::text)`],
+    [
+      true,
+      `insert into spectrum.dim_users as d values (1, 1, now(), 'a')
+      on conflict (account_id, id) do update set t = now()`,
+    ],
+    [
+      true,
+      `insert into spectrum.status_totals values (1, now(), 'a')
+      on conflict (k) do update set t = clock_timestamp()`,
+    ],
+    [
+      true,
+      `insert into spectrum.dim_users as d values (1, 1, now(), 'a')
+      on conflict (account_id, id) do update set s = 'q' where d.t < now()`,
+    ],
+    [true, `perform id from spectrum.dim_users where id < 5 for update`],
+    [false, `perform id from spectrum.dim_users where account_id = 1 for update`],
+    [false, `perform id from spectrum.dim_users where account_id = any (array[1]) for update`],
+    [
+      true,
+      `perform id from spectrum.dim_users
+      where id in (select id from spectrum.dim_users where account_id = 1) for update`,
+    ],
+    [false, `perform k from spectrum.status_totals where k < 5 for update`],
+    [true, `create unique index on spectrum.dim_users (id)`],
+    [false, `create unique index on spectrum.dim_users (account_id, id)`],
+  ];
+  it.each(measured)('refused %s: %s', (refused, statement) => {
+    expect(check(`${tables}\n${fn(`${statement};`)}`).length > 0).toBe(refused);
+  });
+});
+
 describe('rule 4: no trigger on a distributed table writes a reference table', () => {
   const functions = `
     create or replace function spectrum.bump() returns void language plpgsql as $$
