@@ -2,9 +2,10 @@
  * The Citus rules, checked on SQL text without a database (test/citus-rules.test.ts runs them on
  * sql/*.sql). Pure functions: files in, findings out. The SQL is read with a tokenizer (quotes,
  * dollar quotes, comments, parentheses), statement by statement, including the PL/pgSQL bodies of
- * functions and DO blocks and the literal part of `execute '…'`; no SQL parser. docs/citus.md
- * gives the Citus error behind each rule. Citus refuses volatile functions in modifications of
- * reference tables as well, so rule (3) covers every table of the schema, and DELETE's WHERE.
+ * functions and DO blocks and the literal part of `execute '…'`; no SQL parser. The test's table
+ * of statements that Citus 13.2 refused or ran is the reference for what each rule flags. Citus
+ * refuses volatile functions in modifications of reference tables as well, so rule (3) covers
+ * every table of the schema.
  * A single-server statement is one `if` branch of a body: mark it with the comment
  * `-- citus: single server only` right before the statement, inside `if <raw_buckets is empty>`.
  */
