@@ -6,6 +6,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+// The tables hash-distributed by account, co-located (citus-rules.ts holds the whole map).
+import { BY_ACCOUNT } from './citus-rules.ts';
 import { throwawayCluster, type ThrowawayCluster } from './cluster.ts';
 import { connect } from './db.ts';
 
@@ -115,8 +117,6 @@ export async function citusCluster(opts: {
   };
 }
 
-/** The tables hash-distributed by account, co-located: an account's rows live on one node. */
-const BY_ACCOUNT = ['dim_accounts', 'dim_users', 'fact_events', 'event_registry'];
 const SHARDS = 32;
 
 /**
