@@ -32,6 +32,7 @@ begin
   if v_buckets is null then
     select floor into v_from from spectrum.pending_floor where bucket = 0;
     v_from := greatest(coalesce(v_from, '00000000-0000-0000-0000-000000000000'), p_after);
+    -- citus: single server only
     select coalesce(array_agg(id), '{}'), array_agg(id) filter (where status = 'processing')
       into v_ids, v_stale
       from (select id, status

@@ -21,6 +21,9 @@ declare
   v_created integer;
   v_cutoff timestamptz;
   v_range integer;
+  v_bucket integer;
+  v_counted boolean;
+  v_finished timestamptz;
   v_from uuid;
   v_to uuid;
   v_ids uuid[];
@@ -160,41 +163,55 @@ begin
   -- time-ordered id is; the few between are never found. event_registry is kept whole: a late
   -- retry of an old event must replace its fact, not add one.
   v_cutoff := v_now - p_retention;
-  <<ranges>>
-  for v_range in 1..2 loop
-    if v_range = 1 then
-      v_from := '00000000-0000-0000-0000-000000000000';
-      v_to := spectrum.uuid_v7(v_cutoff);
-    else
-      v_from := spectrum.uuid_v7(v_now + interval '1 day');
-      v_to := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
-    end if;
-    loop
-      v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
-      exit ranges when v_taken_over;
-      select pg_catalog.array_agg(id order by id)
-        into v_ids
-        from (select id
-                from spectrum.raw_events
-               where id >= v_from and id <= v_to
-                 and status = 'done' and received_at < v_cutoff
-               order by id
-               limit p_batch_size
-                 for update skip locked) doomed;
-      exit when v_ids is null;
-      delete from spectrum.raw_events where id = any (v_ids);
-      get diagnostics v_n = row_count;
-      v_deleted := v_deleted + v_n;
-      -- Inclusive: that row is gone now, and the range's first bound must be inclusive too.
-      v_from := v_ids[pg_catalog.cardinality(v_ids)];
-      update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
-      commit;
+  -- Without the status_totals triggers (dropped on Citus), retention subtracts what it deletes.
+  v_counted := exists (select from pg_catalog.pg_trigger
+                        where tgrelid = 'spectrum.raw_events'::pg_catalog.regclass
+                          and tgname = 'raw_events_status_deleted');
+  -- One bucket at a time: on Citus each lock is then a single-shard query (021_raw_buckets.sql).
+  <<buckets>>
+  for v_bucket in select f.bucket from spectrum.pending_floor f order by f.bucket loop
+    <<ranges>>
+    for v_range in 1..2 loop
+      if v_range = 1 then
+        v_from := '00000000-0000-0000-0000-000000000000';
+        v_to := spectrum.uuid_v7(v_cutoff);
+      else
+        v_from := spectrum.uuid_v7(v_now + interval '1 day');
+        v_to := 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+      end if;
+      loop
+        v_taken_over := not pg_catalog.pg_try_advisory_xact_lock(v_lock);
+        exit buckets when v_taken_over;
+        select pg_catalog.array_agg(id order by id)
+          into v_ids
+          from (select id
+                  from spectrum.raw_events
+                 where bucket = v_bucket
+                   and id >= v_from and id <= v_to
+                   and status = 'done' and received_at < v_cutoff
+                 order by id
+                 limit p_batch_size
+                   for update skip locked) doomed;
+        exit when v_ids is null;
+        delete from spectrum.raw_events where bucket = v_bucket and id = any (v_ids);
+        get diagnostics v_n = row_count;
+        v_deleted := v_deleted + v_n;
+        if not v_counted then
+          update spectrum.status_totals set events = events - v_n where status = 'done';
+        end if;
+        -- Inclusive: that row is gone now, and the range's first bound must be inclusive too.
+        v_from := v_ids[pg_catalog.cardinality(v_ids)];
+        update spectrum.maintenance_runs set raw_deleted = v_deleted where run_id = v_run_id;
+        commit;
+      end loop;
     end loop;
   end loop;
 
   if v_taken_over then
+    -- A value, not clock_timestamp() in the UPDATE: Citus refuses volatile functions there.
+    v_finished := pg_catalog.clock_timestamp();
     update spectrum.maintenance_runs
-       set finished_at = pg_catalog.clock_timestamp(),
+       set finished_at = v_finished,
            note = pg_catalog.concat_ws('; ', v_note, 'stopped during retention: another maintenance run took over')
      where run_id = v_run_id;
     commit;
@@ -231,8 +248,9 @@ begin
     end if;
   end if;
 
+  v_finished := pg_catalog.clock_timestamp();
   update spectrum.maintenance_runs
-     set finished_at = pg_catalog.clock_timestamp(), cron_details_deleted = v_pruned,
+     set finished_at = v_finished, cron_details_deleted = v_pruned,
          note = nullif(pg_catalog.concat_ws('; ', v_note, v_cron_note), '')
    where run_id = v_run_id;
   commit;

@@ -148,4 +148,19 @@ describe.skipIf(!installed)('on a Citus coordinator with two workers', () => {
       ['failed', 6],
     ]);
   });
+
+  it('runs maintenance: partitions ahead, retention of done rows, counts kept exact', async () => {
+    await sql`select pg_sleep(0.2)`;
+    await sql`call spectrum.maintenance(p_retention => '0.1 seconds', p_batch_size => 100)`;
+    const [r] = await sql<{ done: number; shown: number; failed: number; finished: boolean }[]>`
+      select (select count(*)::int from spectrum.raw_events where status = 'done') as done,
+             (select events::int from spectrum.pipeline_status where status = 'done') as shown,
+             (select count(*)::int from spectrum.raw_events where status = 'failed') as failed,
+             (select finished_at is not null from spectrum.maintenance_runs
+               order by run_id desc limit 1) as finished`;
+    expect(r).toEqual({ done: 0, shown: 0, failed: 6, finished: true });
+    const [health] = await sql<{ next: boolean }[]>`
+      select next_fact_partition_exists as next from spectrum.health()`;
+    expect(health!.next).toBe(true);
+  });
 });
