@@ -39,6 +39,14 @@ begin
     return v_count;
   end if;
 
+  -- Without the status triggers (Citus), the counts and the floors are kept here.
+  if not exists (select from pg_catalog.pg_trigger
+                  where tgrelid = 'spectrum.raw_events'::pg_catalog.regclass
+                    and tgname = 'raw_events_status_changed') then
+    return spectrum.requeue_counted(v_where, reprocess.status, reprocess.ids,
+      reprocess.received_after, reprocess.received_before, reprocess.event_type, reprocess.account_id);
+  end if;
+
   execute 'update spectrum.raw_events
               set status = ''pending'', attempts = 0, error_msg = null, processed_at = null
             where ' || v_where

@@ -111,12 +111,20 @@ begin
 
   begin
     -- The filters again: a row may have changed since it was found.
-    execute 'update spectrum.raw_events
-                set status = ''pending'', attempts = 0, error_msg = null, processed_at = null
-              where id = any ($7) and ' || v_where
-      using v_run.status, v_run.ids, v_run.received_after, v_run.received_before,
-            v_run.event_type, v_run.account_id, v_ids;
-    get diagnostics requeued = row_count;
+    if exists (select from pg_catalog.pg_trigger
+                where tgrelid = 'spectrum.raw_events'::pg_catalog.regclass
+                  and tgname = 'raw_events_status_changed') then
+      execute 'update spectrum.raw_events
+                  set status = ''pending'', attempts = 0, error_msg = null, processed_at = null
+                where id = any ($7) and ' || v_where
+        using v_run.status, v_run.ids, v_run.received_after, v_run.received_before,
+              v_run.event_type, v_run.account_id, v_ids;
+      get diagnostics requeued = row_count;
+    else
+      -- Without the status triggers (Citus), the counts and the floors are kept here.
+      requeued := spectrum.requeue_counted(v_where, v_run.status, v_run.ids,
+        v_run.received_after, v_run.received_before, v_run.event_type, v_run.account_id, v_ids);
+    end if;
   exception when lock_not_available or deadlock_detected then
     timed_out := true;
     finished := false;

@@ -149,6 +149,32 @@ describe.skipIf(!installed)('on a Citus coordinator with two workers', () => {
     ]);
   });
 
+  it('reprocesses (one UPDATE and in chunks): rows claimed again, counts exact, facts once', async () => {
+    const counts = async () => {
+      const [c] = await sql<{ done: number; failed: number; shown: string; facts: number }[]>`
+        select (select count(*)::int from spectrum.raw_events where status = 'done') as done,
+               (select count(*)::int from spectrum.raw_events where status = 'failed') as failed,
+               (select string_agg(status || '=' || events, ' ' order by status)
+                  from spectrum.pipeline_status) as shown,
+               (select count(*)::int from spectrum.fact_events) as facts`;
+      return c!;
+    };
+    const before = await counts();
+    expect(await sql`select spectrum.reprocess(status => 'failed')::int as n`).toEqual([{ n: 6 }]);
+    const [some] = await sql<{ ids: string[] }[]>`
+      select array_agg(id) as ids from (select id from spectrum.raw_events
+                                         where status = 'done' order by id limit 50) d`;
+    await sql`select spectrum.reprocess(ids => ${some!.ids}::uuid[])`;
+    await sql`call spectrum.reprocess_in_chunks(status => 'done', chunk_size => 100)`;
+    const queued = await counts();
+    expect(queued).toMatchObject({ done: 0, failed: 0, facts: before.facts });
+    expect(queued.shown).toBe('done=0 failed=0 pending=806 processing=0');
+    await sql`call spectrum.process_pending()`;
+    const after = await counts();
+    expect(after).toEqual(before);
+    expect(after.shown).toBe('done=800 failed=6 pending=0 processing=0');
+  });
+
   it('runs maintenance: partitions ahead, retention of done rows, counts kept exact', async () => {
     await sql`select pg_sleep(0.2)`;
     await sql`call spectrum.maintenance(p_retention => '0.1 seconds', p_batch_size => 100)`;
