@@ -6,7 +6,7 @@
  * that a call's claims do not pass over the rows it already finished. A row left 'processing' by
  * hand is claimed too and set back to pending first. On Citus a claim takes the rows of one
  * bucket (one shard), trying the buckets from a random one, so that concurrent workers start apart
- * (see 021_raw_buckets.sql).
+ * (see 021_raw_buckets.sql); called on a worker, only the buckets whose shard is on that node.
  */
 drop function if exists spectrum.claim_pending(integer, uuid[]);
 
@@ -29,6 +29,21 @@ declare
   v_stale uuid[];
 begin
   select array_agg(bucket order by bucket) into v_buckets from spectrum.raw_buckets;
+  if v_buckets is not null then
+    -- On a Citus worker, only the buckets whose shard is on this node: a job per worker then
+    -- processes its own shards (docs/citus.md). Dynamic: plain PostgreSQL has no such catalogs.
+    execute 'select coalesce(pg_catalog.array_agg(b.bucket order by b.bucket), ''{}'')
+               from spectrum.raw_buckets b
+              where pg_catalog.citus_is_coordinator()
+                 or exists (select from pg_catalog.pg_dist_placement p
+                             where p.shardid = pg_catalog.get_shard_id_for_distribution_column(
+                                                 ''spectrum.raw_events'', b.bucket)
+                               and p.groupid = (select groupid from pg_catalog.pg_dist_local_group))'
+       into v_buckets;
+    if cardinality(v_buckets) = 0 then
+      return '{}';
+    end if;
+  end if;
   if v_buckets is null then
     select floor into v_from from spectrum.pending_floor where bucket = 0;
     v_from := greatest(coalesce(v_from, '00000000-0000-0000-0000-000000000000'), p_after);

@@ -175,6 +175,34 @@ describe.skipIf(!installed)('on a Citus coordinator with two workers', () => {
     expect(after.shown).toBe('done=800 failed=6 pending=0 processing=0');
   });
 
+  it('a job on each worker processes the buckets of its own shards, all of them together', async () => {
+    const fresh = Array.from({ length: 300 }, (_, n) => ({
+      event_type: 'view',
+      account_id: `00000000-0000-4000-9000-${String(n % 30).padStart(12, '0')}`,
+      user_id: `w${n}`,
+    }));
+    await sql`insert into spectrum.raw_events (payload)
+              select p from jsonb_array_elements(${sql.json(fresh)}) p`;
+    const [last] = await sql<{ id: number }[]>`
+      select coalesce(max(run_id), 0)::int as id from spectrum.pipeline_runs`;
+    const onWorkers = cluster.workers.map((w) => connect(w.url('spectrum'), { max: 1 }));
+    try {
+      await Promise.all(onWorkers.map((w) => w`call spectrum.process_pending(p_batch_size => 40)`));
+    } finally {
+      await Promise.all(onWorkers.map((w) => w.end()));
+    }
+    const runs = await sql<{ claimed: number }[]>`
+      select claimed::int from spectrum.pipeline_runs where run_id > ${last!.id} order by run_id`;
+    // Two runs, each with rows of its own node only, and nothing left.
+    expect(runs).toHaveLength(2);
+    for (const r of runs) expect(r.claimed).toBeGreaterThan(0);
+    expect(runs.reduce((n, r) => n + r.claimed, 0)).toBe(300);
+    const [left] = await sql<{ n: number; facts: number }[]>`
+      select (select count(*)::int from spectrum.raw_events where status = 'pending') as n,
+             (select count(*)::int from spectrum.fact_events where event_type = 'view') as facts`;
+    expect(left).toEqual({ n: 0, facts: 300 });
+  });
+
   it('runs maintenance: partitions ahead, retention of done rows, counts kept exact', async () => {
     await sql`select pg_sleep(0.2)`;
     await sql`call spectrum.maintenance(p_retention => '0.1 seconds', p_batch_size => 100)`;
