@@ -32,13 +32,15 @@ begin
   if v_buckets is not null then
     -- On a Citus worker, only the buckets whose shard is on this node: a job per worker then
     -- processes its own shards (docs/citus.md). Dynamic: plain PostgreSQL has no such catalogs.
-    execute 'select coalesce(pg_catalog.array_agg(b.bucket order by b.bucket), ''{}'')
-               from spectrum.raw_buckets b
-              where pg_catalog.citus_is_coordinator()
-                 or exists (select from pg_catalog.pg_dist_placement p
-                             where p.shardid = pg_catalog.get_shard_id_for_distribution_column(
-                                                 ''spectrum.raw_events'', b.bucket)
-                               and p.groupid = (select groupid from pg_catalog.pg_dist_local_group))'
+    -- (Built by format(), the text is not resolved by plpgsql_check on a server without Citus.)
+    execute pg_catalog.format(
+      'select coalesce(pg_catalog.array_agg(b.bucket order by b.bucket), ''{}'')
+         from spectrum.raw_buckets b
+        where pg_catalog.citus_is_coordinator()
+           or exists (select from pg_catalog.pg_dist_placement p
+                       where p.shardid = pg_catalog.get_shard_id_for_distribution_column(%L, b.bucket)
+                         and p.groupid = (select groupid from pg_catalog.pg_dist_local_group))',
+      'spectrum.raw_events')
        into v_buckets;
     if cardinality(v_buckets) = 0 then
       return '{}';
