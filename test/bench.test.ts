@@ -37,6 +37,12 @@ describe('the command line', () => {
     });
     expect(parseArgs(['--events', '1_000_000']).rounds).toBe(1);
     expect(parseArgs(['--events=5000', '--rounds', '2']).rounds).toBe(2);
+    expect(parseArgs([]).citus).toBe(false);
+    expect(parseArgs(['--citus', '--events', '20000'])).toMatchObject({
+      citus: true,
+      events: 20_000,
+      out: 'bench-results/citus.md',
+    });
   });
 
   it('says what was wrong and the command that works', () => {
@@ -49,6 +55,8 @@ describe('the command line', () => {
     );
     expect(usage(['--fast'])).toMatch(/^unknown argument "--fast": the options are --events/);
     expect(usage(['--rounds', '2', '--rounds', '3'])).toBe('--rounds is given twice: give it once');
+    expect(usage(['--citus=yes'])).toBe('--citus takes no value: e.g. npm run bench -- --citus');
+    expect(usage(['--citus', '--citus'])).toBe('--citus is given twice: give it once');
     expect(usage(['--out'])).toBe(
       '--out needs a file name: e.g. npm run bench -- --out bench-results/latest.md',
     );

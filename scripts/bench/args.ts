@@ -16,6 +16,8 @@ export interface BenchArgs {
   pgbenchSeconds: number;
   /** Where the markdown table goes (relative to the project root). */
   out: string;
+  /** Plain PostgreSQL against Citus with 1 and 2 workers instead (scripts/bench/citus.ts). */
+  citus: boolean;
 }
 
 export class BenchUsageError extends Error {
@@ -23,7 +25,7 @@ export class BenchUsageError extends Error {
 }
 
 export const USAGE = `usage: npm run bench -- [--events N] [--status-rows N] [--rounds N]
-                        [--batch-size N] [--pgbench-seconds N] [--out FILE]
+                        [--batch-size N] [--pgbench-seconds N] [--out FILE] [--citus]
   --events N           raw events per contender (default 100000, at most 1000000)
   --status-rows N      raw rows for the pipeline_status latency test
                        (default 0 = skip; 10000000 takes minutes)
@@ -31,7 +33,10 @@ export const USAGE = `usage: npm run bench -- [--events N] [--status-rows N] [--
                        (default 3; 1 when --events > 300000); COPY runs 3 times as many
   --batch-size N       rows per batch for process_pending and the references (default 20000)
   --pgbench-seconds N  seconds of 8-client single-row INSERTs (default 10; 0 skips)
-  --out FILE           the markdown results file (default bench-results/latest.md)`;
+  --out FILE           the markdown results file (default bench-results/latest.md,
+                       bench-results/citus.md with --citus)
+  --citus              scaling out instead: plain PostgreSQL against Citus with 1 and 2
+                       workers, each pinned to its own CPU (needs Citus installed)`;
 
 /** Each option's [minimum, maximum, example]. */
 const LIMITS: Record<string, [number, number, number]> = {
@@ -65,10 +70,17 @@ export function parseArgs(argv: string[]): BenchArgs {
     if (flag.startsWith('--') && eq > 0) [flag, value] = [flag.slice(0, eq), flag.slice(eq + 1)];
     else if (flag in LIMITS || flag === '--out') value = argv[++i];
     if (flag === '--help' || flag === '-h') throw new BenchUsageError('help');
+    if (flag === '--citus') {
+      if (value !== undefined)
+        throw new BenchUsageError('--citus takes no value: e.g. npm run bench -- --citus');
+      if (seen.has(flag)) throw new BenchUsageError(`${flag} is given twice: give it once`);
+      seen.set(flag, undefined);
+      continue;
+    }
     if (!(flag in LIMITS) && flag !== '--out')
       throw new BenchUsageError(
         `unknown argument ${JSON.stringify(argv[i])}: the options are --events, --status-rows, ` +
-          `--rounds, --batch-size, --pgbench-seconds, --out`,
+          `--rounds, --batch-size, --pgbench-seconds, --out, --citus`,
       );
     if (seen.has(flag)) throw new BenchUsageError(`${flag} is given twice: give it once`);
     seen.set(flag, value);
@@ -87,6 +99,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     rounds: get('--rounds', events > 300_000 ? 1 : 3),
     batchSize: get('--batch-size', 20_000),
     pgbenchSeconds: get('--pgbench-seconds', 10),
-    out: out ?? 'bench-results/latest.md',
+    out: out ?? (seen.has('--citus') ? 'bench-results/citus.md' : 'bench-results/latest.md'),
+    citus: seen.has('--citus'),
   };
 }

@@ -12,6 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { connect, type Sql } from '../lib/db.ts';
 import { projectRoot } from '../lib/paths.ts';
 import { BenchUsageError, parseArgs, USAGE, type BenchArgs } from './args.ts';
+import { benchCitus } from './citus.ts';
 import { copyPayloads, makeDataset, type Dataset } from './load.ts';
 import { median, runContender, type Contender, type Run } from './measure.ts';
 import { measureCopy, measurePgbench, type PgbenchResult } from './producer.ts';
@@ -173,6 +174,7 @@ async function main() {
     console.error(e.message === 'help' ? USAGE : `npm run bench: ${e.message}\n${USAGE}`);
     process.exit(e.message === 'help' ? 0 : 2);
   }
+  if (args.citus) process.exit(await benchCitus(args, log));
   const loadStart = loadNow();
   const server = await startBenchServer(log);
   try {
