@@ -4,9 +4,10 @@
  * caller's transaction ends; in id order (insert order), by a primary-key range from the bucket's
  * pending floor (see 022_pending_floor.sql), or from p_after, the caller's previous claim, so
  * that a call's claims do not pass over the rows it already finished. A row left 'processing' by
- * hand is claimed too and set back to pending first. On Citus a claim takes the rows of one
- * bucket (one shard), trying the buckets from a random one, so that concurrent workers start apart
- * (see 021_raw_buckets.sql); called on a worker, only the buckets whose shard is on that node.
+ * hand is claimed too and set back to pending first. On Citus a claim locks one bucket (one shard)
+ * at a time, a single-shard query, from a random bucket on so that concurrent workers start apart,
+ * and goes on to the next until p_limit rows (see 021_raw_buckets.sql); called on a worker, only
+ * the buckets whose shard is on that node.
  */
 drop function if exists spectrum.claim_pending(integer, uuid[]);
 
@@ -66,7 +67,8 @@ begin
       v_bucket := v_buckets[1 + (v_start + i) % cardinality(v_buckets)];
       select floor into v_from from spectrum.pending_floor where bucket = v_bucket;
       v_from := coalesce(v_from, '00000000-0000-0000-0000-000000000000');
-      select coalesce(array_agg(id), '{}'), array_agg(id) filter (where status = 'processing')
+      select v_ids || coalesce(array_agg(id), '{}'),
+             v_stale || coalesce(array_agg(id) filter (where status = 'processing'), '{}')
         into v_ids, v_stale
         from (select id, status
                 from spectrum.raw_events
@@ -75,10 +77,14 @@ begin
                  and status in ('pending', 'processing')
                  and id <> all (p_exclude)
                order by id
-               limit p_limit
+               limit p_limit - cardinality(v_ids)
                  for update skip locked) claimed;
-      exit when cardinality(v_ids) > 0;
+      -- Several buckets fill one batch: a bucket holds a 32nd of the backlog.
+      exit when cardinality(v_ids) >= p_limit;
     end loop;
+    if cardinality(v_stale) = 0 then
+      v_stale := null;
+    end if;
   end if;
   -- The pipeline never commits 'processing' (a claim is row locks): these were left by hand.
   if v_stale is not null then
@@ -89,6 +95,6 @@ end
 $$;
 
 comment on function spectrum.claim_pending(integer, uuid[], uuid) is
-  'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED) in id order, from the pending floor or after p_after; on Citus, from one bucket (shard) at a time.';
+  'Internal: locks and returns up to p_limit pending raw_events ids (FOR UPDATE SKIP LOCKED) in id order, from the pending floor or after p_after; on Citus, locking one bucket (shard) at a time.';
 
 revoke all on function spectrum.claim_pending(integer, uuid[], uuid) from public;

@@ -14,7 +14,7 @@ import { migrateDatabase } from '../lib/migrate.ts';
 import { projectRoot } from '../lib/paths.ts';
 import type { BenchArgs } from './args.ts';
 import { copyPayloads, makeDataset, type Dataset } from './load.ts';
-import { countOutcome, median, type Outcome } from './measure.ts';
+import { median, type Outcome } from './measure.ts';
 import { loadNow, machine } from './report.ts';
 import { migratedDatabase, startBenchServer } from './server.ts';
 
@@ -26,6 +26,22 @@ const NODE_CONF = [
   `checkpoint_timeout = '1h'`,
   `autovacuum = off`,
 ];
+
+/** measure.ts's outcome, one statement per table: Citus plans no subquery in a target list. */
+async function outcomeOf(sql: Sql): Promise<Outcome> {
+  const one = async (q: string) => Number((await sql.unsafe(q))[0]!.n);
+  return {
+    done: await one(`select count(*) as n from spectrum.raw_events where status = 'done'`),
+    failed: await one(`select count(*) as n from spectrum.raw_events where status = 'failed'`),
+    pending: await one(
+      `select count(*) as n from spectrum.raw_events where status in ('pending', 'processing')`,
+    ),
+    facts: await one('select count(*) as n from spectrum.fact_events'),
+    accounts: await one('select count(*) as n from spectrum.dim_accounts'),
+    users: await one('select count(*) as n from spectrum.dim_users'),
+    places: await one('select count(*) as n from spectrum.dim_geography'),
+  };
+}
 
 interface CitusRun {
   setup: string;
@@ -48,9 +64,13 @@ async function processOn(urls: string[], batchSize: number): Promise<number> {
     const started = performance.now();
     await Promise.all(
       sessions.map((s) =>
-        s.unsafe(
-          `call spectrum.process_pending(p_batch_size => ${batchSize}, p_time_budget => '1 hour')`,
-        ),
+        s
+          .unsafe(
+            `call spectrum.process_pending(p_batch_size => ${batchSize}, p_time_budget => '1 hour')`,
+          )
+          .catch((e: { message?: string; where?: string }) => {
+            throw new Error(`process_pending: ${e.message}${e.where ? `\n${e.where}` : ''}`);
+          }),
       ),
     );
     return (performance.now() - started) / 1000;
@@ -67,7 +87,7 @@ async function plainRun(data: Dataset, batchSize: number, log: (l: string) => vo
     try {
       await prepare(sql, data);
       const seconds = await processOn([url], batchSize);
-      const outcome = await countOutcome(sql);
+      const outcome = await outcomeOf(sql);
       log(
         `  plain PostgreSQL: ${data.events.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s`,
       );
@@ -106,7 +126,7 @@ async function citusRun(
         cluster.workers.map((w) => w.url('bench')),
         batchSize,
       );
-      const outcome = await countOutcome(sql);
+      const outcome = await outcomeOf(sql);
       log(
         `  Citus, ${workers} worker${workers > 1 ? 's' : ''}: ` +
           `${data.events.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s`,
