@@ -1,0 +1,256 @@
+/*
+ * npm run soak [-- --minutes M --rate R --tick 1m]: the pipeline under steady traffic, on the
+ * real pg_cron tick, for a long time, through the faults a server meets, in a throwaway cluster
+ * of its own. Prints one line per tick while it runs, then the checks as tables; exits 1 on any
+ * loss, duplicate or failed check, or a fault that could not be injected, 2 on a bad argument.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { loadNow, machine } from '../bench/report.ts';
+import { connect } from '../lib/db.ts';
+import { rng } from '../lib/events.ts';
+import { projectRoot } from '../lib/paths.ts';
+import { parseArgs, SoakUsageError, USAGE, type SoakArgs } from './args.ts';
+import { finalChecks } from './check.ts';
+import { unmountAll } from './disk.ts';
+import { FAULTS, type FaultContext, type FaultResult } from './faults.ts';
+import { HEADER, line, Monitor } from './monitor.ts';
+import { Ledger, Producers } from './producers.ts';
+import { finalReport, markdown } from './report.ts';
+import { startSoakServer, type SoakServer } from './server.ts';
+
+const log = (l: string) => console.log(l);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const n = (x: number) => Math.round(x).toLocaleString('en-US');
+
+/** The faults in a random order, each at a random moment of its slot of the run. */
+function plan(args: SoakArgs, random: () => number): { at: number; fault: (typeof FAULTS)[0] }[] {
+  const order = FAULTS.map((f) => ({ f, k: random() }))
+    .sort((a, b) => a.k - b.k)
+    .map((x) => x.f);
+  const start = Math.min(2 * args.tickSeconds, args.minutes * 6);
+  const end = args.minutes * 60 - args.tickSeconds;
+  const slot = (end - start) / order.length;
+  return order.map((fault, i) => ({ at: start + slot * (i + random() * 0.8), fault }));
+}
+
+/** Waits for a tick that started after the producers stopped to finish with nothing pending. */
+async function finalTick(server: SoakServer, tickSeconds: number): Promise<number> {
+  const sql = connect(server.url, { max: 1 });
+  const t = performance.now();
+  try {
+    const [{ since }] = (await sql`select pg_catalog.clock_timestamp() as since`) as unknown as [
+      { since: Date },
+    ];
+    const until = t + (4 * tickSeconds + 180) * 1000;
+    while (performance.now() < until) {
+      const [r] = await sql<{ ran: boolean; left: number }[]>`
+        select exists (select from spectrum.pipeline_runs
+                        where started_at > ${since} and finished_at is not null) as ran,
+               (select count(*)::int from spectrum.raw_events
+                 where status in ('pending', 'processing')) as left`;
+      if (r!.ran && r!.left === 0) return (performance.now() - t) / 1000;
+      await sleep(500);
+    }
+    throw new Error(
+      `no tick left the backlog empty within ${4 * tickSeconds + 180} s of the producers ` +
+        `stopping: is pg_cron running the jobs? (select * from cron.job_run_details)`,
+    );
+  } finally {
+    await sql.end();
+  }
+}
+
+async function main() {
+  let args: SoakArgs;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    if (e instanceof SoakUsageError) {
+      if (e.message === 'help') console.log(USAGE);
+      else console.error(`npm run soak: ${e.message}\n\n${USAGE}`);
+      process.exit(e.message === 'help' ? 0 : 2);
+    }
+    throw e;
+  }
+  const loadStart = loadNow();
+  const random = rng(args.seed * 7919);
+  const tag = (0x50a4 * 65536 + args.seed).toString(16).padStart(8, '0').slice(-8);
+  const server = await startSoakServer(args.tickSeconds, log);
+  // The server before the mounts: the tablespace's files are held until it stops.
+  const cleanup = () => {
+    server.cluster.remove();
+    unmountAll();
+  };
+  process.once('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      log(`\n${sig}: stopping the soak cluster and removing ${server.cluster.dataDir}`);
+      cleanup();
+      process.exit(130);
+    });
+
+  const admin = connect(server.url, { max: 1, connection: { application_name: 'soak-faults' } });
+  const watch = connect(server.url, { max: 1, connection: { application_name: 'soak-monitor' } });
+  try {
+    const [{ version }] = (await admin`
+      select current_setting('server_version') as version`) as unknown as [{ version: string }];
+    const ledger = new Ledger();
+    const t0 = performance.now();
+    const clock = () => (performance.now() - t0) / 1000;
+    const producers = new Producers({
+      url: server.urlAs('soak_producer'),
+      producers: args.producers,
+      rate: args.rate,
+      seed: args.seed,
+      tag,
+      ledger,
+      clock,
+    });
+    const cpuStart = server.cpuSeconds();
+    const nodeStart = process.cpuUsage();
+    const monitor = new Monitor(watch, ledger, clock, server.cpuSeconds, cpus().length, log);
+    log(
+      `${args.producers} producers at ${n(args.rate)} events/s for ${args.minutes} min ` +
+        `(1% malformed, 1% sent twice); faults at random moments; one line per tick:`,
+    );
+    producers.start();
+    monitor.start();
+
+    const ctx: FaultContext = {
+      server,
+      admin,
+      producers,
+      ledger,
+      rate: args.rate,
+      tickSeconds: args.tickSeconds,
+      clock,
+      random,
+      log,
+      reprocessed: [],
+    };
+    const results: FaultResult[] = [];
+    for (const { at, fault } of plan(args, random)) {
+      while (clock() < at) await sleep(200);
+      log(`  fault at +${clock().toFixed(0)} s: ${fault.name}`);
+      const r = await fault.run(ctx);
+      results.push(r);
+      log(`  fault ${fault.name}: ${r.injected ? '' : 'NOT INJECTED: '}${r.figures}`);
+    }
+    while (clock() < args.minutes * 60) await sleep(200);
+    const produced = clock();
+    await producers.stop();
+    const cpuUsed = server.cpuSeconds() - cpuStart;
+    const node = process.cpuUsage(nodeStart);
+    log(`  producers stopped at +${produced.toFixed(0)} s; waiting for the final tick`);
+    const drain = await finalTick(server, args.tickSeconds);
+    await sleep(1500);
+    monitor.stop();
+    const last = await monitor.poll(true);
+    const first = monitor.samples.find((x) => x.runId !== null) ?? monitor.samples[0];
+    if (!last || !first) throw new Error('the monitor recorded no tick');
+
+    log('checking…');
+    const outcome = await finalChecks(admin, ledger, tag, ctx.reprocessed);
+    const [ticks] = await admin<{ ok: number; failed: number; runs: number; unfinished: number }[]>`
+      select count(*) filter (where d.status = 'succeeded')::int as ok,
+             count(*) filter (where d.status = 'failed')::int as failed,
+             (select count(*)::int from spectrum.pipeline_runs) as runs,
+             (select count(*)::int from spectrum.pipeline_runs where finished_at is null)
+               as unfinished
+        from cron.job_run_details d join cron.job j using (jobid)
+       where j.jobname like 'spectrum.process_pending%'`;
+    const count = (o: 'committed' | 'refused' | 'cut') => ledger.count(o);
+    const traffic: [string, string][] = [
+      ['producers', `${args.producers} at ${n(args.rate)} events/s for ${produced.toFixed(0)} s`],
+      [
+        'rows committed',
+        `${n(count('committed').rows)} in ${n(count('committed').sends)} sends ` +
+          `(${n(count('committed').rows / produced)}/s)`,
+      ],
+      [
+        'rows refused (sent again)',
+        `${n(count('refused').rows)} in ${n(count('refused').sends)} sends`,
+      ],
+      [
+        'rows cut mid-COPY (sent again)',
+        `${n(count('cut').rows)} in ${n(count('cut').sends)} sends`,
+      ],
+      [
+        'events',
+        `${n(outcome.counts.events!)} (${n(outcome.counts.raw_rows!)} raw rows, ` +
+          `${n(outcome.counts.malformed_rows!)} malformed, ${n(outcome.counts.events_sent_twice!)} ` +
+          `sent more than once), ${n(outcome.counts.facts!)} facts`,
+      ],
+      [
+        'ticks (pg_cron)',
+        `${ticks!.ok} succeeded, ${ticks!.failed} failed; ${ticks!.runs} process_pending runs, ` +
+          `${ticks!.unfinished} left unfinished by the faults`,
+      ],
+      ['tick schedule', server.tickSchedule],
+      ['final tick', `backlog empty ${drain.toFixed(0)} s after the producers stopped`],
+      [
+        'server CPU while producing',
+        `${((cpuUsed / produced / cpus().length) * 100).toFixed(0)}% of ${cpus().length} cores ` +
+          `(producers in Node: ${(((node.user + node.system) / 1e6 / produced / cpus().length) * 100).toFixed(0)}%)`,
+      ],
+      ['load average (1, 5, 15 min)', `${loadStart} at the start, ${loadNow()} at the end`],
+    ];
+    const report = finalReport({
+      outcome,
+      faults: results,
+      first,
+      last,
+      samples: monitor.samples,
+      tickSeconds: args.tickSeconds,
+      traffic,
+    });
+    log(`\n${report.text}`);
+    if (args.out) {
+      const m = machine(`PostgreSQL ${version}`, loadStart);
+      const command = `npm run soak -- ${process.argv.slice(2).join(' ')}`
+        .trim()
+        .replace(/ --$/, '');
+      const out = resolve(projectRoot, args.out);
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(
+        out,
+        [
+          `# Soak: ${command}`,
+          '',
+          markdown(
+            ['machine', ''],
+            [
+              ['date', m.date],
+              ['commit', m.commit],
+              ['cpu', `${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB`],
+              ['postgres', m.postgres],
+            ],
+          ),
+          '',
+          report.text,
+          '',
+          '### Per tick',
+          '',
+          '```',
+          HEADER,
+          ...monitor.samples.map(line),
+          '```',
+          '',
+        ].join('\n'),
+      );
+      log(`\nwritten to ${out}`);
+    }
+    process.exitCode = report.passed ? 0 : 1;
+  } finally {
+    await admin.end({ timeout: 1 }).catch(() => {});
+    await watch.end({ timeout: 1 }).catch(() => {});
+    cleanup();
+  }
+}
+
+main().catch((e) => {
+  console.error(`npm run soak: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});
