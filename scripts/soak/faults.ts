@@ -6,7 +6,7 @@
  * was lost is for the final checks.
  */
 import { connect, type Sql } from '../lib/db.ts';
-import { fillableDisk } from './disk.ts';
+import type { SoakDisk } from './disk.ts';
 import type { CutRequest, Ledger, Producers } from './producers.ts';
 import { reachable, type SoakServer } from './server.ts';
 
@@ -15,6 +15,10 @@ export interface FaultResult {
   /** Seconds into the soak when it struck; null when it never could. */
   at: number | null;
   injected: boolean;
+  /** When it struck (the server runs on this machine: the same clock). */
+  atDate: Date | null;
+  /** When the fault was cleared: a tick that starts after it shows the pipeline is back. */
+  recoverFrom: Date | null;
   /** Seconds from the fault until a tick that started after it finished; null: none did. */
   recovered: number | null;
   figures: string;
@@ -31,6 +35,7 @@ export interface FaultContext {
   clock: () => number;
   random: () => number;
   log: (line: string) => void;
+  disk: SoakDisk;
   /** Reprocessed windows: their rows' latency includes the wait for the reprocess. */
   reprocessed: { after: Date; before: Date }[];
 }
@@ -38,190 +43,245 @@ export interface FaultContext {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const n = (x: number) => x.toLocaleString('en-US');
 
-interface Tick {
+export interface Tick {
   pid: number;
-  runId: number;
+  /** The pg_cron job's command, as pg_stat_activity showed it. */
+  query: string;
+  /** Seconds the backend had been inside the CALL when it was struck. */
+  inCall: number;
+  /** What it was waiting on (the soak's lock). */
+  waiting: string;
+  /** Its spectrum.pipeline_runs row (committed before the first claim). */
+  runId: number | null;
 }
 
 /**
- * Waits for the tick's backend to be inside process_pending (its run row committed, not
- * finished), for at most `seconds`.
+ * The soak's way to catch a tick mid-run however fast ticks are: a connection holds an EXCLUSIVE
+ * lock on spectrum.event_registry, the first table a batch writes after claiming its rows, so
+ * the next tick's backend stops inside the CALL, its batch claimed, until the lock goes.
+ * pg_stat_activity shows the backend active in the CALL and blocked by the holder; that is what
+ * `caught` returns. No pg_sleep, nothing of the pipeline changed.
  */
-async function runningTick(sql: Sql, seconds: number): Promise<Tick | null> {
-  const until = performance.now() + seconds * 1000;
-  while (performance.now() < until) {
+export async function holdTick(ctx: FaultContext) {
+  const holder = connect(ctx.server.url, {
+    max: 1,
+    connection: { application_name: 'soak-lock' },
+  });
+  const h = await holder.reserve();
+  await h`begin`;
+  await h`lock table spectrum.event_registry in exclusive mode`;
+  const [{ pid: holderPid }] = (await h`select pg_catalog.pg_backend_pid() as pid`) as unknown as [
+    { pid: number },
+  ];
+  const since = Date.now();
+  const release = async () => {
+    await h`rollback`.catch(() => {});
     try {
-      const [t] = await sql<{ pid: number; run_id: number }[]>`
-        select a.pid, r.run_id::int
-          from pg_catalog.pg_stat_activity a
-          join lateral (select run_id from spectrum.pipeline_runs p
-                         where p.finished_at is null and p.started_at >= a.query_start
-                         order by run_id desc limit 1) r on true
-         where a.backend_type = 'pg_cron' and a.state = 'active' and a.query like 'CALL %'
-           and a.wait_event is distinct from 'PgSleep'`;
-      if (t) return { pid: t.pid, runId: t.run_id };
+      h.release();
     } catch {
-      // The server is coming back.
+      // The connection died with the server.
     }
-    await sleep(15);
-  }
-  return null;
+    await holder.end({ timeout: 0 }).catch(() => {});
+  };
+  /** Waits up to `seconds` for a tick's backend to block on the lock inside the CALL. */
+  const caught = async (seconds: number): Promise<Tick | null> => {
+    const until = performance.now() + seconds * 1000;
+    while (performance.now() < until) {
+      const [t] = await ctx.admin<
+        { pid: number; query: string; in_call: number; waiting: string; run_id: number | null }[]
+      >`
+        select a.pid, a.query,
+               extract(epoch from pg_catalog.clock_timestamp() - a.query_start)::float8 as in_call,
+               a.wait_event_type || '/' || a.wait_event as waiting,
+               (select run_id::int from spectrum.pipeline_runs p
+                 where p.finished_at is null and p.started_at >= a.query_start
+                 order by run_id desc limit 1) as run_id
+          from pg_catalog.pg_stat_activity a
+         where a.backend_type = 'pg_cron' and a.state = 'active' and a.query ilike 'call %'
+           and ${holderPid}::int = any (pg_catalog.pg_blocking_pids(a.pid))
+         order by a.query_start
+         limit 1`;
+      if (t)
+        return { pid: t.pid, query: t.query, inCall: t.in_call, waiting: t.waiting, runId: t.run_id };
+      await sleep(50);
+    }
+    return null;
+  };
+  return { caught, release, since };
 }
 
-async function runRow(sql: Sql, runId: number) {
+/** How long a fault waits for a tick to start: the next slot of the schedule and some. */
+const catchWithin = (ctx: FaultContext) => ctx.tickSeconds + 15;
+
+const describe = (t: Tick) =>
+  `pg_stat_activity: pid ${t.pid} active in \`${t.query.trim()}\` for ` +
+  `${t.inCall.toFixed(1)} s, waiting on ${t.waiting} behind the soak's lock, run ` +
+  `${t.runId ?? '?'} started`;
+
+async function runRow(sql: Sql, runId: number | null) {
+  if (runId === null) return null;
   const [r] = await sql<{ finished: boolean; batches: number; claimed: number }[]>`
     select finished_at is not null as finished, batches, claimed::int
       from spectrum.pipeline_runs where run_id = ${runId}`;
-  return r!;
+  return r ?? null;
 }
 
-/** Seconds until a tick that started after `since` (server time) finishes. */
-async function recovery(ctx: FaultContext, since: Date, t0: number): Promise<number | null> {
-  const until = performance.now() + (3 * ctx.tickSeconds + 60) * 1000;
-  while (performance.now() < until) {
-    try {
-      const [r] = await ctx.admin`
-        select 1 from spectrum.pipeline_runs
-         where started_at > ${since} and finished_at is not null limit 1`;
-      if (r) return ctx.clock() - t0;
-    } catch {
-      // Not back yet.
-    }
-    await sleep(250);
-  }
-  return null;
-}
-
-const serverNow = async (sql: Sql) =>
-  (await sql<{ now: Date }[]>`select pg_catalog.clock_timestamp() as now`)[0]!.now;
-
-/**
- * Strikes a running tick with `strike`, up to three ticks until one is hit mid-run (its run row
- * still unfinished afterwards).
- */
-async function midTick(
-  ctx: FaultContext,
-  strike: (tick: Tick) => Promise<string>,
-): Promise<{ at: number; tick: Tick; detail: string; hit: boolean } | null> {
-  let last: { at: number; tick: Tick; detail: string; hit: boolean } | null = null;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const tick = await runningTick(ctx.admin, ctx.tickSeconds * 1.5 + 5);
-    if (!tick) continue;
-    await sleep(ctx.random() * 40);
-    const at = ctx.clock();
-    const detail = await strike(tick);
-    await reachable(ctx.admin);
-    await sleep(300);
-    const hit = !(await runRow(ctx.admin, tick.runId)).finished;
-    last = { at, tick, detail, hit };
-    if (hit) return last;
-  }
-  return last;
-}
+const runState = (run: { finished: boolean; batches: number } | null) =>
+  run === null
+    ? 'no run row'
+    : run.finished
+      ? 'finished'
+      : `left unfinished after ${run.batches} committed batches (its claimed rows pending again)`;
 
 async function crash(ctx: FaultContext): Promise<FaultResult> {
-  const refused = ctx.ledger.sends.length;
-  let times = { stop: 0, start: 0 };
-  const r = await midTick(ctx, async () => {
-    times = await ctx.server.crashAndRestart(2);
-    return '';
-  });
-  if (!r) return notInjected('server crash mid-tick (pg_ctl stop -m immediate)', ctx.tickSeconds);
-  const since = await serverNow(ctx.admin);
-  const rec = await recovery(ctx, since, r.at);
-  const run = await runRow(ctx.admin, r.tick.runId);
-  const lost = ctx.ledger.sends.slice(refused).filter((s) => s.outcome === 'refused');
+  const name = 'server crash mid-tick (pg_ctl stop -m immediate)';
+  const sent = ctx.ledger.sends.length;
+  const hold = await holdTick(ctx);
+  const tick = await hold.caught(catchWithin(ctx));
+  if (!tick) {
+    await hold.release();
+    return notInjected(name, ctx);
+  }
+  await sleep(ctx.random() * 1000);
+  const at = ctx.clock();
+  const atDate = new Date();
+  const times = await ctx.server.crashAndRestart(2);
+  await hold.release();
+  await reachable(ctx.admin);
+  const recoverFrom = new Date();
+  const run = await runRow(ctx.admin, tick.runId);
+  const lost = ctx.ledger.sends.slice(sent).filter((s) => s.outcome === 'refused');
+  await sleep(2000);
   return {
-    fault: 'server crash mid-tick (pg_ctl stop -m immediate)',
-    at: r.at,
-    injected: r.hit,
-    recovered: rec,
+    fault: name,
+    at,
+    atDate,
+    recoverFrom,
+    injected: true,
+    recovered: null,
     figures:
-      `run ${r.tick.runId} ${run.finished ? 'had finished (not mid-tick)' : `left unfinished after ${run.batches} committed batches`}; ` +
-      `stop ${times.stop.toFixed(1)} s, down 2 s, start with crash recovery ` +
-      `${times.start.toFixed(1)} s; ${n(lost.length)} sends ` +
-      `(${n(lost.reduce((k, s) => k + s.count, 0))} rows) refused meanwhile, sent again`,
+      `${describe(tick)}; run ${runState(run)}; stop ${times.stop.toFixed(1)} s, down 2 s, ` +
+      `start with crash recovery ${times.start.toFixed(1)} s; ${n(lost.length)} sends ` +
+      `(${n(lost.reduce((k, s) => k + s.count, 0))} rows) not told committed meanwhile, sent again`,
   };
 }
 
 async function signal(ctx: FaultContext, how: 'cancel' | 'terminate'): Promise<FaultResult> {
   const name = `tick's backend ${how === 'cancel' ? 'cancelled (pg_cancel_backend)' : 'terminated (pg_terminate_backend)'}`;
-  const r = await midTick(ctx, async (tick) => {
-    if (how === 'cancel') await ctx.admin`select pg_catalog.pg_cancel_backend(${tick.pid})`;
-    else await ctx.admin`select pg_catalog.pg_terminate_backend(${tick.pid})`;
-    return '';
-  });
-  if (!r) return notInjected(name, ctx.tickSeconds);
-  const since = await serverNow(ctx.admin);
-  const rec = await recovery(ctx, since, r.at);
-  const run = await runRow(ctx.admin, r.tick.runId);
+  const hold = await holdTick(ctx);
+  const tick = await hold.caught(catchWithin(ctx));
+  if (!tick) {
+    await hold.release();
+    return notInjected(name, ctx);
+  }
+  await sleep(ctx.random() * 1000);
+  const at = ctx.clock();
+  const atDate = new Date();
+  const [{ ok }] = (how === 'cancel'
+    ? await ctx.admin`select pg_catalog.pg_cancel_backend(${tick.pid}) as ok`
+    : await ctx.admin`select pg_catalog.pg_terminate_backend(${tick.pid}) as ok`) as unknown as [
+    { ok: boolean },
+  ];
+  await sleep(500);
+  await hold.release();
+  const recoverFrom = new Date();
+  await sleep(500);
+  const run = await runRow(ctx.admin, tick.runId);
   const [job] = await ctx.admin<{ status: string; message: string }[]>`
     select status, return_message as message from cron.job_run_details
-     where job_pid = ${r.tick.pid} order by runid desc limit 1`;
+     where job_pid = ${tick.pid} order by runid desc limit 1`;
   return {
     fault: name,
-    at: r.at,
-    injected: r.hit,
-    recovered: rec,
+    at,
+    atDate,
+    recoverFrom,
+    injected: ok,
+    recovered: null,
     figures:
-      `run ${r.tick.runId} ${run.finished ? 'had finished (not mid-tick)' : `left unfinished after ${run.batches} committed batches`}; ` +
-      `cron.job_run_details: ${job ? `${job.status}, "${job.message.trim().split('\n')[0]}"` : 'no row'}`,
+      `${describe(tick)}; run ${runState(run)}; cron.job_run_details: ` +
+      `${job ? `${job.status}, "${(job.message ?? '').trim().split('\n')[0]}"` : 'no row'}`,
   };
 }
 
 async function overlap(ctx: FaultContext): Promise<FaultResult> {
   const name = 'maintenance overlapping a tick and a reprocess';
-  const tick = await runningTick(ctx.admin, ctx.tickSeconds * 1.5 + 5);
-  if (!tick) return notInjected(name, ctx.tickSeconds);
+  const hold = await holdTick(ctx);
+  const tick = await hold.caught(catchWithin(ctx));
+  if (!tick) {
+    await hold.release();
+    return notInjected(name, ctx);
+  }
   const at = ctx.clock();
-  const maint = connect(ctx.server.url, { max: 1 });
-  const operator = connect(ctx.server.urlAs('soak_operator'), { max: 1 });
+  const atDate = new Date();
+  const maint = connect(ctx.server.url, {
+    max: 1,
+    connection: { application_name: 'soak-maintenance' },
+  });
+  const operator = connect(ctx.server.urlAs('soak_operator'), {
+    max: 1,
+    connection: { application_name: 'soak-reprocess' },
+  });
   try {
-    const now = await serverNow(ctx.admin);
-    const after = new Date(now.getTime() - 2 * ctx.tickSeconds * 1000);
-    const before = new Date(now.getTime() - ctx.tickSeconds * 1000);
+    const now = Date.now();
+    const after = new Date(now - 2 * ctx.tickSeconds * 1000);
+    const before = new Date(now - ctx.tickSeconds * 1000);
     ctx.reprocessed.push({ after, before });
     const timed = async <T>(p: Promise<T>) => {
       const t = performance.now();
       const v = await p;
       return { v, s: (performance.now() - t) / 1000 };
     };
-    const [m, rp] = await Promise.all([
+    const both = Promise.all([
       timed(maint`call spectrum.maintenance()`),
       timed(operator<{ n: number }[]>`
         select spectrum.reprocess(received_after => ${after}, received_before => ${before})::int
                as n`),
     ]);
+    // All three at once: the tick held in its batch, maintenance and the reprocess started.
+    await sleep(300);
+    const active = await ctx.admin<{ who: string; state: string }[]>`
+      select coalesce(nullif(application_name, ''), backend_type) as who,
+             state || coalesce(' (' || wait_event_type || '/' || wait_event || ')', '') as state
+        from pg_catalog.pg_stat_activity
+       where pid = ${tick.pid} or application_name in ('soak-maintenance', 'soak-reprocess')
+       order by 1`;
+    await sleep(ctx.random() * 700);
+    await hold.release();
+    const recoverFrom = new Date();
+    const [m, rp] = await both;
     const [run] = await ctx.admin<{ partitions: number; note: string | null }[]>`
       select partitions_created as partitions, note from spectrum.maintenance_runs
        order by run_id desc limit 1`;
     await sleep(300);
     const tickRun = await runRow(ctx.admin, tick.runId);
-    const rec = await recovery(ctx, await serverNow(ctx.admin), at);
     return {
       fault: name,
       at,
-      injected: true,
-      recovered: rec,
+      atDate,
+      recoverFrom,
+      injected: active.length === 3 && active.every((a) => a.state.startsWith('active')),
+      recovered: null,
       figures:
-        `during run ${tick.runId}: maintenance ${m.s.toFixed(2)} s (partitions created ` +
-        `${run?.partitions ?? '?'}${run?.note ? `, ${run.note}` : ''}); reprocess of one tick's ` +
-        `window re-queued ${n(rp.v[0]!.n)} rows in ${rp.s.toFixed(2)} s; run ${tick.runId} ` +
-        `${tickRun.finished ? 'finished normally' : 'still running'}`,
+        `${describe(tick)}; at once: ${active.map((a) => `${a.who} ${a.state}`).join(', ')}; ` +
+        `maintenance ${m.s.toFixed(2)} s (partitions created ${run?.partitions ?? '?'}` +
+        `${run?.note ? `, ${run.note}` : ''}); reprocess of one tick's window re-queued ` +
+        `${n(rp.v[0]!.n)} rows in ${rp.s.toFixed(2)} s; run ${tick.runId} ` +
+        `${tickRun?.finished ? 'finished normally' : 'still running'}`,
     };
   } finally {
-    await maint.end();
-    await operator.end();
+    await hold.release();
+    await maint.end({ timeout: 1 });
+    await operator.end({ timeout: 1 });
   }
 }
 
 async function copyCut(ctx: FaultContext): Promise<FaultResult> {
   const name = "producer's connection cut mid-COPY";
   for (let attempt = 0; attempt < 3; attempt++) {
-    const producer = 1 + Math.floor(ctx.random() * ctx.producers.connections.length);
+    const producer = 1 + Math.floor(ctx.random() * ctx.producers.count);
     const request: CutRequest = { producer, rows: 3000 };
     ctx.producers.cutRequest = request;
-    let struck: { at: number; rows: number; bytes: number } | null = null;
+    let struck: { at: number; atDate: Date; rows: number; bytes: number } | null = null;
     const until = performance.now() + 20_000;
     while (!request.outcome && performance.now() < until) {
       const [p] = await ctx.admin<{ pid: number; rows: number; bytes: number }[]>`
@@ -231,7 +291,7 @@ async function copyCut(ctx: FaultContext): Promise<FaultResult> {
          where a.application_name = ${`soak-producer-${producer}`} and c.tuples_processed > 0`;
       if (p && !struck) {
         await sleep(ctx.random() * 500);
-        struck = { at: ctx.clock(), rows: p.rows, bytes: p.bytes };
+        struck = { at: ctx.clock(), atDate: new Date(), rows: p.rows, bytes: p.bytes };
         await ctx.admin`select pg_catalog.pg_terminate_backend(${p.pid})`;
       }
       await sleep(10);
@@ -244,70 +304,68 @@ async function copyCut(ctx: FaultContext): Promise<FaultResult> {
       return {
         fault: name,
         at: struck.at,
+        atDate: struck.atDate,
+        recoverFrom: struck.atDate,
         injected: true,
-        recovered: 0,
+        recovered: null,
         figures:
           `producer ${producer}'s COPY of ${n(send.count)} rows: backend terminated after the ` +
           `server had read ${n(struck.rows)} rows; the client got ${send.code}; none may appear ` +
           `(soak_seq ${send.first}–${send.first + send.count - 1}), the events sent again`,
       };
   }
-  return notInjected(name, 0);
+  return notInjected(name, ctx, 'no COPY was caught in progress, three times');
 }
 
 async function diskFull(ctx: FaultContext): Promise<FaultResult> {
   const name = "raw_events' disk full";
-  let standInWhy = '';
-  const room = Math.max(2 * 2 ** 20, 700 * ctx.rate * 2);
-  const disk = await fillableDisk(ctx.admin, room, (w) => (standInWhy = w));
+  const disk = ctx.disk;
+  // Little room: the free space inside raw_events' pages (left by vacuum) fills first.
+  const room = 256 * 1024;
   const at = ctx.clock();
-  const began = await serverNow(ctx.admin);
+  const atDate = new Date();
   const first = ctx.ledger.sends.length;
+  const left = await disk.fill(room);
   const full = () => ctx.ledger.sends.slice(first).find((s) => s.code === '53100');
-  const until = performance.now() + 60_000;
+  const until = performance.now() + (2 * ctx.tickSeconds + 90) * 1000;
   while (!full() && performance.now() < until) await sleep(100);
   const hit = full();
   if (hit) await sleep(3000 + ctx.random() * 3000);
   const fullFor = ctx.clock() - (hit?.at ?? at);
+  await disk.grow();
+  const recoverFrom = new Date();
   const [tick] = await ctx.admin<{ status: string; message: string }[]>`
     select status, return_message as message from cron.job_run_details
-     where status = 'failed' and start_time >= ${began} and return_message like '%space%'
+     where status = 'failed' and start_time >= ${atDate} and return_message like '%space%'
      order by runid desc limit 1`;
-  await disk.grow();
-  const grown = ctx.clock();
-  const backSeconds = await disk.release();
   const refused = ctx.ledger.sends
     .slice(first)
     .filter((s) => s.outcome === 'refused' && s.code === '53100');
-  const since = await serverNow(ctx.admin);
-  const rec = await recovery(ctx, since, grown);
   return {
     fault: name,
     at,
+    atDate,
+    recoverFrom,
     injected: Boolean(hit),
-    recovered: rec,
+    recovered: null,
     figures:
-      (disk.kind === 'tmpfs'
-        ? `raw_events moved in ${disk.moveSeconds.toFixed(1)} s onto a tmpfs with ` +
-          `${(disk.room / 2 ** 20).toFixed(1)} MB to spare; `
-        : `stand-in (${standInWhy}): a trigger refusing inserts with 53100; `) +
-      `inserts refused (53100) ${hit ? `from +${(hit.at - at).toFixed(1)} s` : 'never'}, for ` +
+      `${disk.describe} shrunk to ${(left / 2 ** 20).toFixed(1)} MB free; inserts refused ` +
+      `(53100) ${hit ? `from +${(hit.at - at).toFixed(1)} s` : 'never'}, for ` +
       `${fullFor.toFixed(1)} s: ${n(refused.length)} sends ` +
       `(${n(refused.reduce((k, s) => k + s.count, 0))} rows) refused, sent again after the ` +
-      `disk grew; ${tick ? 'a tick failed on it too' : 'no tick failed on it'}; moved back in ` +
-      `${backSeconds.toFixed(1)} s`,
+      `disk grew; ${tick ? `a tick failed on it too ("${tick.message.trim().split('\n')[0]}")` : 'no tick failed on it'}`,
   };
 }
 
-function notInjected(fault: string, tickSeconds: number): FaultResult {
+function notInjected(fault: string, ctx: FaultContext, why?: string): FaultResult {
   return {
     fault,
     at: null,
+    atDate: null,
+    recoverFrom: null,
     injected: false,
     recovered: null,
-    figures: tickSeconds
-      ? `no tick was caught running within ${Math.round(tickSeconds * 1.5 + 5)} s, three times`
-      : 'not injected',
+    figures: why ?? `no tick blocked on the soak's lock within ${catchWithin(ctx)} s`,
   };
 }
 
@@ -319,3 +377,19 @@ export const FAULTS: { name: string; run: (ctx: FaultContext) => Promise<FaultRe
   { name: 'copy cut', run: copyCut },
   { name: 'disk full', run: diskFull },
 ];
+
+/**
+ * Each fault's "next tick done after": from the fault to the end of the first tick that started
+ * once the fault was cleared (server restarted, lock released, disk grown), from
+ * spectrum.pipeline_runs after the final tick.
+ */
+export async function recoveries(sql: Sql, results: FaultResult[]): Promise<void> {
+  for (const r of results) {
+    if (!r.recoverFrom || !r.atDate) continue;
+    const [row] = await sql<{ finished: Date }[]>`
+      select finished_at as finished from spectrum.pipeline_runs
+       where started_at > ${r.recoverFrom} and finished_at is not null
+       order by started_at limit 1`;
+    if (row) r.recovered = (row.finished.getTime() - r.atDate.getTime()) / 1000;
+  }
+}

@@ -4,17 +4,17 @@
  * of its own. Prints one line per tick while it runs, then the checks as tables; exits 1 on any
  * loss, duplicate or failed check, or a fault that could not be injected, 2 on a bad argument.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { loadNow, machine } from '../bench/report.ts';
 import { connect } from '../lib/db.ts';
 import { rng } from '../lib/events.ts';
 import { projectRoot } from '../lib/paths.ts';
 import { parseArgs, SoakUsageError, USAGE, type SoakArgs } from './args.ts';
 import { finalChecks } from './check.ts';
-import { unmountAll } from './disk.ts';
-import { FAULTS, type FaultContext, type FaultResult } from './faults.ts';
+import { prepareDisk, unmountAll } from './disk.ts';
+import { FAULTS, recoveries, type FaultContext, type FaultResult } from './faults.ts';
 import { HEADER, line, Monitor } from './monitor.ts';
 import { Ledger, Producers } from './producers.ts';
 import { finalReport, markdown } from './report.ts';
@@ -29,10 +29,13 @@ function plan(args: SoakArgs, random: () => number): { at: number; fault: (typeo
   const order = FAULTS.map((f) => ({ f, k: random() }))
     .sort((a, b) => a.k - b.k)
     .map((x) => x.f);
-  const start = Math.min(2 * args.tickSeconds, args.minutes * 6);
-  const end = args.minutes * 60 - args.tickSeconds;
+  // From one tick in (a backlog and a first tick behind it) to two ticks before the producers
+  // stop; each fault at a random moment of the first half of its slot, the rest of the slot
+  // for waiting for a tick to catch.
+  const start = args.tickSeconds;
+  const end = args.minutes * 60 - 2 * args.tickSeconds;
   const slot = (end - start) / order.length;
-  return order.map((fault, i) => ({ at: start + slot * (i + random() * 0.8), fault }));
+  return order.map((fault, i) => ({ at: start + slot * (i + random() * 0.5), fault }));
 }
 
 /** Waits for a tick that started after the producers stopped to finish with nothing pending. */
@@ -62,6 +65,17 @@ async function finalTick(server: SoakServer, tickSeconds: number): Promise<numbe
   }
 }
 
+/**
+ * The machine-readable outcome: one line `SOAK-SUMMARY {json}` on stdout, and the same JSON in
+ * the file named by SOAK_SUMMARY_FILE when it is set (the test reads it).
+ */
+function writeSummary(args: SoakArgs, summary: Record<string, unknown>): void {
+  const json = JSON.stringify({ args, ...summary });
+  console.log(`SOAK-SUMMARY ${json}`);
+  const file = process.env.SOAK_SUMMARY_FILE;
+  if (file) writeFileSync(file, json + '\n');
+}
+
 async function main() {
   let args: SoakArgs;
   try {
@@ -79,16 +93,48 @@ async function main() {
   const tag = (0x50a4 * 65536 + args.seed).toString(16).padStart(8, '0').slice(-8);
   const server = await startSoakServer(args.tickSeconds, log);
   // The server before the mounts: the tablespace's files are held until it stops.
+  let kept = false;
   const cleanup = () => {
+    // The server's log of a run that did not pass is kept for the post-mortem.
+    if (!kept && process.exitCode !== 0) {
+      kept = true;
+      const copy = join(tmpdir(), `spectrum-soak-${process.pid}.log`);
+      try {
+        copyFileSync(join(server.cluster.dataDir, 'server.log'), copy);
+        console.error(`the soak server's log is kept in ${copy}`);
+      } catch {
+        // No log to keep.
+      }
+    }
     server.cluster.remove();
     unmountAll();
   };
+  // postgres.js can throw from a timer when a server dies under a COPY it is writing (its
+  // socket is gone): the send already failed and is sent again; the run goes on.
+  process.on('uncaughtException', (e) => {
+    if (String(e.stack).includes('/postgres/src/')) {
+      log(`  (client library error after a lost connection, ignored: ${e.message})`);
+      return;
+    }
+    console.error(`npm run soak: ${e.stack ?? e}`);
+    process.exitCode = 1;
+    cleanup();
+    process.exit(1);
+  });
   process.once('exit', cleanup);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  // A soak stopped by a signal has proven nothing: it exits non-zero (128 + the signal's
+  // number, as a shell reports it), after stopping its cluster.
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const)
     process.once(sig, () => {
-      log(`\n${sig}: stopping the soak cluster and removing ${server.cluster.dataDir}`);
+      log(`\n${sig}: stopped before its checks; stopping the soak cluster, removing ${server.cluster.dataDir}`);
+      writeSummary(args, { passed: false, stoppedBy: sig });
+      process.exitCode = code;
       cleanup();
-      process.exit(130);
+      process.exit(code);
     });
 
   const admin = connect(server.url, { max: 1, connection: { application_name: 'soak-faults' } });
@@ -96,6 +142,7 @@ async function main() {
   try {
     const [{ version }] = (await admin`
       select current_setting('server_version') as version`) as unknown as [{ version: string }];
+    const disk = await prepareDisk(admin, log);
     const ledger = new Ledger();
     const t0 = performance.now();
     const clock = () => (performance.now() - t0) / 1000;
@@ -128,6 +175,7 @@ async function main() {
       clock,
       random,
       log,
+      disk,
       reprocessed: [],
     };
     const results: FaultResult[] = [];
@@ -138,7 +186,14 @@ async function main() {
       results.push(r);
       log(`  fault ${fault.name}: ${r.injected ? '' : 'NOT INJECTED: '}${r.figures}`);
     }
-    while (clock() < args.minutes * 60) await sleep(200);
+    const faultsDone = clock();
+    const overran = clock() > args.minutes * 60 - args.tickSeconds;
+    if (overran)
+      log(
+        `  the faults ran until +${clock().toFixed(0)} s: the producers go on for one more tick`,
+      );
+    while (clock() < args.minutes * 60 || (overran && clock() < faultsDone + args.tickSeconds))
+      await sleep(200);
     const produced = clock();
     await producers.stop();
     const cpuUsed = server.cpuSeconds() - cpuStart;
@@ -151,6 +206,7 @@ async function main() {
     const first = monitor.samples.find((x) => x.runId !== null) ?? monitor.samples[0];
     if (!last || !first) throw new Error('the monitor recorded no tick');
 
+    await recoveries(admin, results);
     log('checking…');
     const outcome = await finalChecks(admin, ledger, tag, ctx.reprocessed);
     const [ticks] = await admin<{ ok: number; failed: number; runs: number; unfinished: number }[]>`
@@ -242,6 +298,27 @@ async function main() {
       );
       log(`\nwritten to ${out}`);
     }
+    writeSummary(args, {
+      passed: report.passed,
+      checks: outcome.checks,
+      latency: outcome.latency,
+      counts: outcome.counts,
+      faults: results.map((f) => ({
+        fault: f.fault,
+        at: f.at,
+        injected: f.injected,
+        recovered: f.recovered,
+        figures: f.figures,
+      })),
+      committedRows: count('committed').rows,
+      producedSeconds: produced,
+      rate: args.rate,
+      tickSeconds: args.tickSeconds,
+      sizes: {
+        start: { raw: first.rawBytes, facts: first.factBytes },
+        end: { raw: last.rawBytes, facts: last.factBytes },
+      },
+    });
     process.exitCode = report.passed ? 0 : 1;
   } finally {
     await admin.end({ timeout: 1 }).catch(() => {});

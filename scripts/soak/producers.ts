@@ -134,26 +134,36 @@ export class Producers {
 
   constructor(private o: ProducerOptions) {}
 
+  get count(): number {
+    return this.o.producers;
+  }
+
+  private open(k: number): Sql {
+    const sql = connect(this.o.url, {
+      max: 1,
+      idle_timeout: 0,
+      connect_timeout: 5,
+      connection: { application_name: `soak-producer-${k}` },
+    });
+    this.connections[k - 1] = sql;
+    return sql;
+  }
+
   start(): void {
-    for (let k = 1; k <= this.o.producers; k++) {
-      const sql = connect(this.o.url, {
-        max: 1,
-        idle_timeout: 0,
-        connect_timeout: 5,
-        connection: { application_name: `soak-producer-${k}` },
-      });
-      this.connections.push(sql);
-      this.loops.push(this.loop(k, sql));
-    }
+    for (let k = 1; k <= this.o.producers; k++) this.loops.push(this.loop(k));
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(this.loops);
-    await Promise.all(this.connections.map((c) => c.end({ timeout: 5 })));
+    await Promise.all(this.connections.map((c) => c.end({ timeout: 5 }).catch(() => {})));
   }
 
-  private async loop(k: number, sql: Sql): Promise<void> {
+  /** Rows committed so far, all producers. */
+  committed = 0;
+
+  private async loop(k: number): Promise<void> {
+    this.open(k);
     const random = rng(this.o.seed * 1000 + k);
     const source = generateEvents({
       count: Number.MAX_SAFE_INTEGER,
@@ -194,7 +204,7 @@ export class Producers {
       this.o.ledger.events = this.nextEvent;
       const pick = random();
       const mode: Mode = cut ? 'copy' : pick < 0.45 ? 'copy' : pick < 0.9 ? 'insert' : 'single';
-      const refused = await this.send(k, sql, mode, batch, cut);
+      const refused = await this.send(k, mode, batch, cut);
       if (refused.length) {
         resend = [...refused, ...resend];
         await new Promise((r) => setTimeout(r, 500));
@@ -212,12 +222,16 @@ export class Producers {
   /** Sends a batch; returns the events to send again (those of refused sends). */
   private async send(
     k: number,
-    sql: Sql,
     mode: Mode,
     batch: Pending[],
     cut: boolean,
   ): Promise<Pending[]> {
-    const groups = mode === 'single' ? batch.map((b) => [b]) : [batch];
+    // Single-row INSERTs (each its own transaction) for a few rows, the rest of the batch in
+    // one INSERT: a batch of single rows would fall behind the rate.
+    const groups =
+      mode === 'single'
+        ? [...batch.slice(0, 5).map((b) => [b]), ...(batch.length > 5 ? [batch.slice(5)] : [])]
+        : [batch];
     const again: Pending[] = [];
     for (const group of groups) {
       const s: Send = {
@@ -232,23 +246,46 @@ export class Producers {
         JSON.stringify({ ...g.payload, soak_seq: this.o.ledger.row(g.eventNo, g.kind) }),
       );
       this.o.ledger.sends.push(s);
+      const sql = this.connections[k - 1]!;
+      let timer: NodeJS.Timeout | undefined;
       try {
-        if (mode === 'copy') await copy(sql, texts, cut);
-        else if (mode === 'insert')
-          await sql`insert into spectrum.raw_events (payload)
-                    select pg_catalog.unnest(${texts}::jsonb[])`;
-        else await sql`insert into spectrum.raw_events (payload) values (${texts[0]!}::jsonb)`;
+        const work =
+          mode === 'copy'
+            ? copy(sql, texts, cut)
+            : mode === 'insert'
+              ? // text, then jsonb in SQL: a jsonb parameter would be encoded once more.
+                sql`insert into spectrum.raw_events (payload)
+                    select pg_catalog.unnest(${texts}::text[])::jsonb`
+              : sql`insert into spectrum.raw_events (payload) values (${texts[0]!}::text::jsonb)`;
+        // A send the server never answers (its connection died under a COPY) is given up.
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(Object.assign(new Error('no answer'), { code: 'TIMEOUT' })),
+            SEND_TIMEOUT_MS,
+          );
+        });
+        await Promise.race([work, timeout]);
         s.outcome = 'committed';
+        this.committed += group.length;
       } catch (e) {
         s.outcome = cut ? 'cut' : 'refused';
         s.code = (e as { code?: string }).code ?? 'unknown';
         again.push(...group);
+        // Anything but an SQL error (5-character SQLSTATE): a new connection for the next send.
+        if (!/^[0-9A-Z]{5}$/.test(s.code) || s.code.startsWith('57P') || s.code.startsWith('08')) {
+          void sql.end({ timeout: 0 }).catch(() => {});
+          this.open(k);
+        }
+      } finally {
+        clearTimeout(timer);
       }
       if (cut) this.cutRequest!.outcome = s.outcome;
     }
     return again;
   }
 }
+
+const SEND_TIMEOUT_MS = 30_000;
 
 /** COPY … FROM STDIN; a cut one is streamed slowly (about 3 s) so it can be cut mid-way. */
 async function copy(sql: Sql, texts: string[], slow: boolean): Promise<void> {
@@ -263,6 +300,9 @@ async function copy(sql: Sql, texts: string[], slow: boolean): Promise<void> {
       if (slow) await new Promise((r) => setTimeout(r, 100));
     }
   }
-  const writable = await sql.unsafe('copy spectrum.raw_events (payload) from stdin').writable();
-  await pipeline(Readable.from(paced()), writable);
+  const query = sql.unsafe('copy spectrum.raw_events (payload) from stdin');
+  const writable = await query.writable();
+  // The query settles with the server's answer, the stream when its data is written: an error
+  // from the server (a full disk) may come before the stream ends, and only the query says so.
+  await Promise.all([pipeline(Readable.from(paced()), writable), query]);
 }
