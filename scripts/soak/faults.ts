@@ -22,6 +22,8 @@ export interface FaultResult {
   /** Seconds from the fault until a tick that started after it finished; null: none did. */
   recovered: number | null;
   figures: string;
+  /** The struck pg_cron job's backend: its cron.job_run_details row is read at the end. */
+  jobPid?: number;
 }
 
 export interface FaultContext {
@@ -74,14 +76,18 @@ export async function holdTick(ctx: FaultContext) {
     { pid: number },
   ];
   const since = Date.now();
+  let released = false;
   const release = async () => {
-    await h`rollback`.catch(() => {});
+    if (released) return;
+    released = true;
+    // A connection that died with the server never answers: bounded waits.
+    await Promise.race([h`rollback`.catch(() => {}), sleep(2000)]);
     try {
       h.release();
     } catch {
       // The connection died with the server.
     }
-    await holder.end({ timeout: 0 }).catch(() => {});
+    await Promise.race([holder.end({ timeout: 0 }).catch(() => {}), sleep(2000)]);
   };
   /** Waits up to `seconds` for a tick's backend to block on the lock inside the CALL. */
   const caught = async (seconds: number): Promise<Tick | null> => {
@@ -187,9 +193,6 @@ async function signal(ctx: FaultContext, how: 'cancel' | 'terminate'): Promise<F
   const recoverFrom = new Date();
   await sleep(500);
   const run = await runRow(ctx.admin, tick.runId);
-  const [job] = await ctx.admin<{ status: string; message: string }[]>`
-    select status, return_message as message from cron.job_run_details
-     where job_pid = ${tick.pid} order by runid desc limit 1`;
   return {
     fault: name,
     at,
@@ -197,9 +200,8 @@ async function signal(ctx: FaultContext, how: 'cancel' | 'terminate'): Promise<F
     recoverFrom,
     injected: ok,
     recovered: null,
-    figures:
-      `${describe(tick)}; run ${runState(run)}; cron.job_run_details: ` +
-      `${job ? `${job.status}, "${(job.message ?? '').trim().split('\n')[0]}"` : 'no row'}`,
+    jobPid: tick.pid,
+    figures: `${describe(tick)}; run ${runState(run)}`,
   };
 }
 
@@ -222,51 +224,50 @@ async function overlap(ctx: FaultContext): Promise<FaultResult> {
     connection: { application_name: 'soak-reprocess' },
   });
   try {
-    const now = Date.now();
-    const after = new Date(now - 2 * ctx.tickSeconds * 1000);
-    const before = new Date(now - ctx.tickSeconds * 1000);
+    // The window of the newest tick's worth of processed events: re-queued while the tick runs.
+    const [{ hi }] = (await ctx.admin`
+      select max(received_at) as hi from spectrum.raw_events where status = 'done'`) as unknown as [
+      { hi: Date },
+    ];
+    const before = new Date(hi.getTime() + 1);
+    const after = new Date(hi.getTime() - ctx.tickSeconds * 1000);
     ctx.reprocessed.push({ after, before });
     const timed = async <T>(p: Promise<T>) => {
-      const t = performance.now();
+      const from = ctx.clock();
       const v = await p;
-      return { v, s: (performance.now() - t) / 1000 };
+      return { v, from, to: ctx.clock() };
     };
-    const both = Promise.all([
+    const [m, rp] = await Promise.all([
       timed(maint`call spectrum.maintenance()`),
       timed(operator<{ n: number }[]>`
         select spectrum.reprocess(received_after => ${after}, received_before => ${before})::int
                as n`),
     ]);
-    // All three at once: the tick held in its batch, maintenance and the reprocess started.
-    await sleep(300);
-    const active = await ctx.admin<{ who: string; state: string }[]>`
-      select coalesce(nullif(application_name, ''), backend_type) as who,
-             state || coalesce(' (' || wait_event_type || '/' || wait_event || ')', '') as state
-        from pg_catalog.pg_stat_activity
-       where pid = ${tick.pid} or application_name in ('soak-maintenance', 'soak-reprocess')
-       order by 1`;
+    // Both ran from start to end while the tick was inside its CALL, its batch claimed.
+    const still = await hold.caught(0.001);
     await sleep(ctx.random() * 700);
     await hold.release();
     const recoverFrom = new Date();
-    const [m, rp] = await both;
     const [run] = await ctx.admin<{ partitions: number; note: string | null }[]>`
       select partitions_created as partitions, note from spectrum.maintenance_runs
        order by run_id desc limit 1`;
-    await sleep(300);
+    await sleep(1000);
     const tickRun = await runRow(ctx.admin, tick.runId);
+    const span = (x: { from: number; to: number }) =>
+      `+${x.from.toFixed(1)}–${x.to.toFixed(1)} s`;
     return {
       fault: name,
       at,
       atDate,
       recoverFrom,
-      injected: active.length === 3 && active.every((a) => a.state.startsWith('active')),
+      injected: still?.pid === tick.pid,
       recovered: null,
       figures:
-        `${describe(tick)}; at once: ${active.map((a) => `${a.who} ${a.state}`).join(', ')}; ` +
-        `maintenance ${m.s.toFixed(2)} s (partitions created ${run?.partitions ?? '?'}` +
-        `${run?.note ? `, ${run.note}` : ''}); reprocess of one tick's window re-queued ` +
-        `${n(rp.v[0]!.n)} rows in ${rp.s.toFixed(2)} s; run ${tick.runId} ` +
-        `${tickRun?.finished ? 'finished normally' : 'still running'}`,
+        `${describe(tick)}; maintenance ${span(m)} (partitions created ` +
+        `${run?.partitions ?? '?'}${run?.note ? `, ${run.note}` : ''}) and a reprocess of one ` +
+        `tick's window ${span(rp)}, ${n(rp.v[0]!.n)} rows re-queued; the tick ` +
+        `${still?.pid === tick.pid ? `was still in its CALL after both (pg_stat_activity, +${ctx.clock().toFixed(1)} s)` : 'had left its CALL'}; ` +
+        `run ${tick.runId} ${tickRun?.finished ? 'then finished normally' : 'still running 1 s after'}`,
     };
   } finally {
     await hold.release();
@@ -391,5 +392,12 @@ export async function recoveries(sql: Sql, results: FaultResult[]): Promise<void
        where started_at > ${r.recoverFrom} and finished_at is not null
        order by started_at limit 1`;
     if (row) r.recovered = (row.finished.getTime() - r.atDate.getTime()) / 1000;
+    if (r.jobPid === undefined) continue;
+    const [job] = await sql<{ status: string; message: string | null }[]>`
+      select status, return_message as message from cron.job_run_details
+       where job_pid = ${r.jobPid} order by runid desc limit 1`;
+    r.figures +=
+      `; its cron.job_run_details row at the end: ` +
+      (job ? `${job.status}, "${(job.message ?? '').trim().split('\n')[0]}"` : 'none');
   }
 }
