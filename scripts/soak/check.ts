@@ -108,6 +108,11 @@ export async function finalChecks(
       `select count(distinct send) from soak.sent where outcome = 'in flight'`,
     ),
     await q(
+      "rows whose event_id is not their send's",
+      `select count(*) from soak.raw r join soak.sent s using (seq)
+        where r.event_id is distinct from s.event_id`,
+    ),
+    await q(
       'rows pending or processing after the final tick',
       `select count(*) from soak.raw where status in ('pending', 'processing')`,
     ),
@@ -118,7 +123,7 @@ export async function finalChecks(
     ),
     await q(
       'valid events without a fact',
-      `select count(*) from (select distinct event_id from soak.raw r join soak.sent s using (seq)
+      `select count(*) from (select distinct r.event_id from soak.raw r join soak.sent s using (seq)
                               where s.kind = 0) v
         where not exists (select from spectrum.fact_events f where f.event_id = v.event_id)`,
     ),
