@@ -170,7 +170,8 @@ export async function finalChecks(
     ),
   ];
 
-  const windows = reprocessed.map((w) => [w.after, w.before]).flat();
+  const afters = reprocessed.map((w) => w.after.toISOString());
+  const befores = reprocessed.map((w) => w.before.toISOString());
   const [lat] = await sql.unsafe(
     `select count(*)::float8 as events,
             percentile_cont(0.5) within group (order by x)::float8 as p50,
@@ -178,10 +179,10 @@ export async function finalChecks(
             max(x)::float8 as max
        from (select extract(epoch from processed_at - received_at) as x, received_at
                from soak.raw where processed_at is not null) l
-      where not exists (select from unnest($1::timestamptz[]) with ordinality a(t, i)
-                          join unnest($1::timestamptz[]) with ordinality b(t, j) on j = i + 1
-                         where i % 2 = 1 and l.received_at >= a.t and l.received_at < b.t)`,
-    [windows] as never[],
+      where not exists (select from unnest($1::text[], $2::text[]) w(a, b)
+                         where l.received_at >= w.a::timestamptz
+                           and l.received_at < w.b::timestamptz)`,
+    [afters, befores] as never[],
   );
   const [c] = await sql.unsafe(`
     select (select count(*) from soak.raw)::float8 as raw_rows,

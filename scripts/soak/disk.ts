@@ -1,19 +1,33 @@
 /*
  * The full disk. When the soak runs as root, raw_events (its heap, TOAST and indexes) lives from
- * the start in a tablespace on a tmpfs mount of its own; the fault shrinks the mount to what is
- * used plus a little room (mount -o remount,size=…), so the next inserts fail as on a full disk
- * (53100 "could not extend file …: No space left on device"), and the DBA's fix, growing it
- * again, is a remount too. Without root the stand-in is a trigger that refuses inserts into
- * raw_events with the same SQLSTATE and message shape. Every mount is unmounted at the end,
- * after the server stopped (unmountAll).
+ * the start in a tablespace on a file system of its own: ext4 in a sparse file on a loop device
+ * (real disk writes), else a tmpfs. The fault fills it but for a little room (a ballast file
+ * on the ext4, a remount to a smaller size for the tmpfs), so the next inserts fail as on a full
+ * disk (53100 "could not extend file …: No space left on device"); the DBA's fix frees the room
+ * again (the ballast removed, the tmpfs remounted bigger). Without root the stand-in is a
+ * trigger that refuses inserts into raw_events with the same SQLSTATE and message shape. Every
+ * mount is unmounted, and the loop file removed, at the end after the server stopped
+ * (unmountAll).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmdirSync, statfsSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmdirSync,
+  rmSync,
+  statfsSync,
+} from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Sql } from '../lib/db.ts';
 
-const mounted = new Set<string>();
+/** Mount point → its loop file (or null for a tmpfs). */
+const mounted = new Map<string, string | null>();
 const MiB = 1024 * 1024;
 
 /** The server's user (it owns the tablespace's directory). */
@@ -27,9 +41,10 @@ function run(cmd: string, args: string[]): { ok: boolean; message: string } {
 
 /** Unmounts what this process mounted (after the server stopped). */
 export function unmountAll(): void {
-  for (const dir of mounted) {
+  for (const [dir, file] of mounted) {
     if (!run('umount', [dir]).ok) run('umount', ['-l', dir]);
     mounted.delete(dir);
+    if (file) rmSync(file, { force: true });
     try {
       rmdirSync(dir);
     } catch {
@@ -39,7 +54,7 @@ export function unmountAll(): void {
 }
 
 export interface SoakDisk {
-  kind: 'tmpfs' | 'stand-in';
+  kind: 'ext4' | 'tmpfs' | 'stand-in';
   /** In words, for the report. */
   describe: string;
   /** Makes the disk full but for `room` bytes; returns the bytes left. */
@@ -53,59 +68,91 @@ export interface SoakDisk {
  * the move instant), or prepares the stand-in when mounting is not possible here.
  */
 export async function prepareDisk(sql: Sql, log: (line: string) => void): Promise<SoakDisk> {
-  let reason = '';
-  let dir: string | null = null;
-  // A limit, not a reservation: tmpfs uses memory only for what is written.
-  const bigMiB = Math.floor((totalmem() * 0.5) / MiB);
-  if (process.getuid?.() !== 0) reason = 'not root: mounting a tmpfs needs root';
-  else {
-    dir = mkdtempSync(join(tmpdir(), 'spectrum-soak-disk-'));
-    chmodSync(dir, 0o755);
-    const m = run('mount', [
-      '-t',
-      'tmpfs',
-      '-o',
-      `size=${bigMiB}m,uid=${id('-u')},gid=${id('-g')},mode=700`,
-      'tmpfs',
-      dir,
-    ]);
-    if (m.ok) mounted.add(dir);
-    else {
-      reason = `mount -t tmpfs was refused (${m.message})`;
-      rmdirSync(dir);
-      dir = null;
-    }
-  }
-  if (!dir) {
+  if (process.getuid?.() !== 0) {
+    const reason = 'not root: mounting a file system needs root';
     log(`disk-full fault: stand-in trigger (${reason})`);
     return standIn(sql, reason);
   }
-  const mount = dir;
-  await sql.unsafe(`create tablespace soak_small location '${mount}'`);
+  const dir = mkdtempSync(join(tmpdir(), 'spectrum-soak-disk-'));
+  chmodSync(dir, 0o755);
+  const uid = Number(id('-u'));
+  const gid = Number(id('-g'));
+  // ext4 in a sparse file as big as half the free space of the temporary directory's disk.
+  const free = statfsSync(tmpdir());
+  const loopGiB = Math.max(1, Math.floor((free.bavail * free.bsize) / 2 / 2 ** 30));
+  const file = `${dir}.img`;
+  const fd = openSync(file, 'w');
+  ftruncateSync(fd, loopGiB * 2 ** 30);
+  closeSync(fd);
+  const mkfs = run('mkfs.ext4', ['-q', '-F', '-m', '0', file]);
+  const loop = mkfs.ok ? run('mount', ['-o', 'loop', file, dir]) : mkfs;
+  let kind: 'ext4' | 'tmpfs';
+  let why = '';
+  // A limit, not a reservation: tmpfs uses memory only for what is written.
+  const bigMiB = Math.floor((totalmem() * 0.5) / MiB);
+  if (loop.ok) {
+    mounted.set(dir, file);
+    kind = 'ext4';
+  } else {
+    rmSync(file, { force: true });
+    why = `a loop mount was refused (${loop.message}); `;
+    const m = run('mount', ['-t', 'tmpfs', '-o', `size=${bigMiB}m`, 'tmpfs', dir]);
+    if (!m.ok) {
+      rmdirSync(dir);
+      const reason = `${why}mount -t tmpfs was refused too (${m.message})`;
+      log(`disk-full fault: stand-in trigger (${reason})`);
+      return standIn(sql, reason);
+    }
+    mounted.set(dir, null);
+    kind = 'tmpfs';
+  }
+  const location = join(dir, 'tablespace');
+  mkdirSync(location, { mode: 0o700 });
+  chownSync(location, uid, gid);
+  await sql.unsafe(`create tablespace soak_small location '${location}'`);
   await sql.unsafe(`alter table spectrum.raw_events set tablespace soak_small`);
   const indexes = await sql<{ name: string }[]>`
     select indexrelid::regclass::text as name from pg_catalog.pg_index
      where indrelid = 'spectrum.raw_events'::regclass`;
   for (const { name } of indexes) await sql.unsafe(`alter index ${name} set tablespace soak_small`);
-  log(`raw_events and its ${indexes.length} indexes on a tmpfs tablespace at ${mount}`);
-  const used = () => {
-    const s = statfsSync(mount);
-    return (s.blocks - s.bfree) * s.bsize;
-  };
+  const ballast = join(dir, 'ballast');
+  const stat = () => statfsSync(dir);
+  const used = () => (stat().blocks - stat().bfree) * stat().bsize;
+  if (kind === 'ext4') {
+    log(
+      `${why}raw_events and its ${indexes.length} indexes in a tablespace on ext4 in a ` +
+        `${loopGiB} GiB sparse file on a loop device, at ${dir}`,
+    );
+    return {
+      kind,
+      describe: `raw_events' tablespace (ext4 on a loop device) filled by a ballast file`,
+      fill: async (room) => {
+        const s = stat();
+        const size = Math.max(0, s.bavail * s.bsize - room);
+        const r = run('fallocate', ['-l', String(size), ballast]);
+        if (!r.ok) throw new Error(`could not fill ${dir} (fallocate): ${r.message}`);
+        return stat().bavail * stat().bsize;
+      },
+      grow: async () => {
+        rmSync(ballast, { force: true });
+      },
+    };
+  }
+  log(`${why}raw_events and its ${indexes.length} indexes in a tablespace on a tmpfs at ${dir}`);
   return {
-    kind: 'tmpfs',
+    kind,
     describe: `raw_events' tmpfs tablespace`,
     fill: async (room) => {
       for (let attempt = 0; ; attempt++) {
         const size = Math.ceil((used() + room) / MiB);
-        const r = run('mount', ['-o', `remount,size=${size}m`, mount]);
+        const r = run('mount', ['-o', `remount,size=${size}m`, dir]);
         if (r.ok) return size * MiB - used();
-        if (attempt === 5) throw new Error(`could not shrink the tmpfs at ${mount}: ${r.message}`);
+        if (attempt === 5) throw new Error(`could not shrink the tmpfs at ${dir}: ${r.message}`);
       }
     },
     grow: async () => {
-      const r = run('mount', ['-o', `remount,size=${bigMiB}m`, mount]);
-      if (!r.ok) throw new Error(`could not grow the tmpfs at ${mount}: ${r.message}`);
+      const r = run('mount', ['-o', `remount,size=${bigMiB}m`, dir]);
+      if (!r.ok) throw new Error(`could not grow the tmpfs at ${dir}: ${r.message}`);
     },
   };
 }

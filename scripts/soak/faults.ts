@@ -117,7 +117,8 @@ export async function holdTick(ctx: FaultContext) {
 }
 
 /** How long a fault waits for a tick to start: the next slot of the schedule and some. */
-const catchWithin = (ctx: FaultContext) => ctx.tickSeconds + 15;
+// After a restart pg_cron starts jobs again only at the next minute.
+const catchWithin = (ctx: FaultContext) => Math.max(ctx.tickSeconds, 60) + 15;
 
 const describe = (t: Tick) =>
   `pg_stat_activity: pid ${t.pid} active in \`${t.query.trim()}\` for ` +
@@ -350,7 +351,7 @@ async function diskFull(ctx: FaultContext): Promise<FaultResult> {
     injected: Boolean(hit),
     recovered: null,
     figures:
-      `${disk.describe} shrunk to ${(left / 2 ** 20).toFixed(1)} MB free; inserts refused ` +
+      `${disk.describe}: ${(left / 2 ** 20).toFixed(1)} MB left free; inserts refused ` +
       `(53100) ${hit ? `from +${(hit.at - at).toFixed(1)} s` : 'never'}, for ` +
       `${fullFor.toFixed(1)} s: ${n(refused.length)} sends ` +
       `(${n(refused.reduce((k, s) => k + s.count, 0))} rows) refused, sent again after the ` +
