@@ -227,9 +227,8 @@ async function overlap(ctx: FaultContext): Promise<FaultResult> {
   try {
     // The window of the newest tick's worth of processed events: re-queued while the tick runs.
     const [{ hi }] = (await ctx.admin`
-      select max(received_at) as hi from spectrum.raw_events where status = 'done'`) as unknown as [
-      { hi: Date },
-    ];
+      select coalesce(max(received_at), pg_catalog.clock_timestamp()) as hi
+        from spectrum.raw_events where status = 'done'`) as unknown as [{ hi: Date }];
     const before = new Date(hi.getTime() + 1);
     const after = new Date(hi.getTime() - ctx.tickSeconds * 1000);
     ctx.reprocessed.push({ after, before });

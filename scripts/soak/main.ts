@@ -65,6 +65,17 @@ async function finalTick(server: SoakServer, tickSeconds: number): Promise<numbe
   }
 }
 
+/** min, median and max of the 1-minute load average seen at the ticks. */
+function loadSpread(loads: number[]): string {
+  if (loads.length === 0) return '-';
+  const sorted = [...loads].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return (
+    `min ${at(0).toFixed(2)}, median ${at(0.5).toFixed(2)}, max ${at(1).toFixed(2)} ` +
+    `(the machine is shared: others' work included)`
+  );
+}
+
 /**
  * The machine-readable outcome: one line `SOAK-SUMMARY {json}` on stdout, and the same JSON in
  * the file named by SOAK_SUMMARY_FILE when it is set (the test reads it).
@@ -182,7 +193,18 @@ async function main() {
     for (const { at, fault } of plan(args, random)) {
       while (clock() < at) await sleep(200);
       log(`  fault at +${clock().toFixed(0)} s: ${fault.name}`);
-      const r = await fault.run(ctx);
+      // A fault that fails is reported as not injected; the soak goes on.
+      const r = await fault.run(ctx).catch(
+        (e: Error): FaultResult => ({
+          fault: fault.name,
+          at: null,
+          atDate: null,
+          recoverFrom: null,
+          injected: false,
+          recovered: null,
+          figures: `the fault itself failed: ${e.message}`,
+        }),
+      );
       results.push(r);
       log(`  fault ${fault.name}: ${r.injected ? '' : 'NOT INJECTED: '}${r.figures}`);
     }
@@ -252,6 +274,7 @@ async function main() {
           `(producers in Node: ${(((node.user + node.system) / 1e6 / produced / cpus().length) * 100).toFixed(0)}%)`,
       ],
       ['load average (1, 5, 15 min)', `${loadStart} at the start, ${loadNow()} at the end`],
+      ['load average (1 min) at the ticks', loadSpread(monitor.samples.map((x) => x.load))],
     ];
     const report = finalReport({
       outcome,

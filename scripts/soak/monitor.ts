@@ -4,6 +4,7 @@
  * since the line before, the sizes and dead tuples of raw_events and the facts, and the
  * server's CPU. A query that fails (the server is down) is skipped; the next poll tries again.
  */
+import { loadavg } from 'node:os';
 import type { Sql } from '../lib/db.ts';
 import type { Ledger } from './producers.ts';
 
@@ -25,6 +26,8 @@ export interface Sample {
   factDead: number;
   factVacuums: number;
   cpu: number;
+  /** The machine's 1-minute load average (others' work included). */
+  load: number;
 }
 
 export async function measure(sql: Sql) {
@@ -157,6 +160,7 @@ export class Monitor {
         factDead: m.fact_dead,
         factVacuums: m.fact_vacuums,
         cpu: ((cpu - this.prev.cpu) / dt / this.cores) * 100,
+        load: loadavg()[0]!,
       };
       if (last) this.lastRun = last.run_id;
       this.prev = { at, rows, cpu };
