@@ -24,7 +24,18 @@ export interface Latency {
   max: number;
 }
 
+export interface Missing {
+  producer: number;
+  mode: string;
+  from_s: number;
+  to_s: number;
+  sends: number;
+  rows: number;
+}
+
 export interface Outcome {
+  /** The rows told committed that are missing, by producer, kind of send and ten seconds. */
+  missing: Missing[];
   checks: Check[];
   latency: Latency;
   counts: Record<string, number>;
@@ -35,13 +46,16 @@ async function loadLedger(sql: Sql, ledger: Ledger, tag: string): Promise<void> 
     drop table if exists soak.sent;
     create unlogged table soak.sent (
       seq bigint primary key, event_id uuid not null, kind integer not null,
-      send integer not null, outcome text not null);`);
+      send integer not null, outcome text not null, mode text not null, at float8 not null,
+      producer integer not null);`);
   function* lines() {
     let buf = '';
     for (let i = 0; i < ledger.sends.length; i++) {
       const s = ledger.sends[i]!;
       for (let seq = s.first; seq < s.first + s.count; seq++) {
-        buf += `${seq}\t${eventId(tag, ledger.eventNo[seq]!)}\t${ledger.kind[seq]}\t${i}\t${s.outcome}\n`;
+        buf +=
+          `${seq}\t${eventId(tag, ledger.eventNo[seq]!)}\t${ledger.kind[seq]}\t${i}\t` +
+          `${s.outcome}\t${s.mode}\t${s.at}\t${s.producer}\n`;
         if (buf.length > 1 << 20) {
           yield buf;
           buf = '';
@@ -192,7 +206,18 @@ export async function finalChecks(
            (select count(*) from (select event_id from soak.raw group by event_id
                                    having count(*) > 1) d)::float8 as events_sent_twice,
            (select count(*) from spectrum.fact_events)::float8 as facts`);
+  // Where the rows told committed but missing come from: by producer, kind of send and second.
+  const missing = checks[0]!.found
+    ? await sql.unsafe(`
+        select s.producer, s.mode, floor(min(s.at))::int as from_s, ceil(max(s.at))::int as to_s,
+               count(distinct s.send)::int as sends, count(*)::int as rows
+          from soak.sent s
+         where s.outcome = 'committed' and not exists (select from soak.raw r where r.seq = s.seq)
+         group by s.producer, s.mode, floor(s.at / 10)
+         order by from_s, s.producer, s.mode`)
+    : [];
   return {
+    missing: missing as unknown as Missing[],
     checks,
     latency: lat as unknown as Latency,
     counts: c as unknown as Record<string, number>,

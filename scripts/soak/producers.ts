@@ -252,7 +252,7 @@ export class Producers {
         const work =
           mode === 'copy'
             ? copy(sql, texts, cut)
-            : mode === 'insert'
+            : group.length > 1
               ? // text, then jsonb in SQL: a jsonb parameter would be encoded once more.
                 sql`insert into spectrum.raw_events (payload)
                     select pg_catalog.unnest(${texts}::text[])::jsonb`
@@ -271,8 +271,14 @@ export class Producers {
         s.outcome = cut ? 'cut' : 'refused';
         s.code = (e as { code?: string }).code ?? 'unknown';
         again.push(...group);
-        // Anything but an SQL error (5-character SQLSTATE): a new connection for the next send.
-        if (!/^[0-9A-Z]{5}$/.test(s.code) || s.code.startsWith('57P') || s.code.startsWith('08')) {
+        // Anything but an SQL error (5-character SQLSTATE), or a COPY refused (the client
+        // library leaves its connection waiting for the rest of the copy): a new connection.
+        if (
+          mode === 'copy' ||
+          !/^[0-9A-Z]{5}$/.test(s.code) ||
+          s.code.startsWith('57P') ||
+          s.code.startsWith('08')
+        ) {
           void sql.end({ timeout: 0 }).catch(() => {});
           this.open(k);
         }

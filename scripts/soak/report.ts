@@ -36,6 +36,20 @@ export function finalReport(r: ReportInput): { text: string; passed: boolean } {
     ['check', 'found', 'result'],
     r.outcome.checks.map((c) => [c.check, n(c.found), c.found === 0 ? 'ok' : 'FAIL']),
   );
+  const missing = r.outcome.missing.length
+    ? '\n\nThe rows told committed that are missing, by producer, kind of send and ten seconds:\n\n' +
+      markdown(
+        ['producer', 'send', 'sent from', 'to', 'sends', 'rows'],
+        r.outcome.missing.map((m) => [
+          m.producer,
+          m.mode,
+          `+${m.from_s} s`,
+          `+${m.to_s} s`,
+          n(m.sends),
+          n(m.rows),
+        ]),
+      )
+    : '';
   const l = r.outcome.latency;
   const latency = markdown(
     ['received_at → processed_at', 'seconds', 'in ticks'],
@@ -96,7 +110,7 @@ export function finalReport(r: ReportInput): { text: string; passed: boolean } {
     r.faults.every((f) => f.injected && f.recovered !== null);
   const text = [
     '### Checks',
-    checks,
+    checks + missing,
     '',
     `### Latency (${n(l.events)} events; tick ${r.tickSeconds} s; rows of reprocessed windows ` +
       'left out)',
