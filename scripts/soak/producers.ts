@@ -236,7 +236,7 @@ export class Producers {
     for (const group of groups) {
       const s: Send = {
         producer: k,
-        mode,
+        mode: mode === 'single' && group.length > 1 ? 'insert' : mode,
         first: this.o.ledger.rows,
         count: group.length,
         outcome: 'in flight',
