@@ -111,12 +111,13 @@ describe('a short soak', () => {
       const summary = JSON.parse(readFileSync(summaryFile, 'utf8')) as Summary;
 
       expect(summary.checks.length).toBeGreaterThan(10);
-      for (const c of summary.checks) expect({ check: c.check, found: c.found }).toEqual({
-        check: c.check,
-        found: 0,
-      });
+      for (const c of summary.checks)
+        expect({ check: c.check, found: c.found }).toEqual({
+          check: c.check,
+          found: 0,
+        });
       expect(summary.faults.map((f) => f.fault).sort()).toEqual([
-        "maintenance overlapping a tick and a reprocess",
+        'maintenance overlapping a tick and a reprocess',
         "producer's connection cut mid-COPY",
         "raw_events' disk full",
         'server crash mid-tick (pg_ctl stop -m immediate)',
@@ -124,7 +125,10 @@ describe('a short soak', () => {
         "tick's backend terminated (pg_terminate_backend)",
       ]);
       for (const f of summary.faults) {
-        expect({ fault: f.fault, injected: f.injected }).toEqual({ fault: f.fault, injected: true });
+        expect({ fault: f.fault, injected: f.injected }).toEqual({
+          fault: f.fault,
+          injected: true,
+        });
         expect(f.recovered, `${f.fault}: no tick finished after it`).not.toBeNull();
       }
       // The tick faults struck a backend seen inside the CALL.

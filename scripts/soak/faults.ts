@@ -108,7 +108,13 @@ export async function holdTick(ctx: FaultContext) {
          order by a.query_start
          limit 1`;
       if (t)
-        return { pid: t.pid, query: t.query, inCall: t.in_call, waiting: t.waiting, runId: t.run_id };
+        return {
+          pid: t.pid,
+          query: t.query,
+          inCall: t.in_call,
+          waiting: t.waiting,
+          runId: t.run_id,
+        };
       await sleep(50);
     }
     return null;
@@ -253,8 +259,7 @@ async function overlap(ctx: FaultContext): Promise<FaultResult> {
        order by run_id desc limit 1`;
     await sleep(1000);
     const tickRun = await runRow(ctx.admin, tick.runId);
-    const span = (x: { from: number; to: number }) =>
-      `+${x.from.toFixed(1)}–${x.to.toFixed(1)} s`;
+    const span = (x: { from: number; to: number }) => `+${x.from.toFixed(1)}–${x.to.toFixed(1)} s`;
     return {
       fault: name,
       at,

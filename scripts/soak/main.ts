@@ -141,7 +141,9 @@ async function main() {
     ['SIGHUP', 129],
   ] as const)
     process.once(sig, () => {
-      log(`\n${sig}: stopped before its checks; stopping the soak cluster, removing ${server.cluster.dataDir}`);
+      log(
+        `\n${sig}: stopped before its checks; stopping the soak cluster, removing ${server.cluster.dataDir}`,
+      );
       writeSummary(args, { passed: false, stoppedBy: sig });
       process.exitCode = code;
       cleanup();
@@ -194,26 +196,22 @@ async function main() {
       while (clock() < at) await sleep(200);
       log(`  fault at +${clock().toFixed(0)} s: ${fault.name}`);
       // A fault that fails is reported as not injected; the soak goes on.
-      const r = await fault.run(ctx).catch(
-        (e: Error): FaultResult => ({
-          fault: fault.name,
-          at: null,
-          atDate: null,
-          recoverFrom: null,
-          injected: false,
-          recovered: null,
-          figures: `the fault itself failed: ${e.message}`,
-        }),
-      );
+      const r = await fault.run(ctx).catch((e: Error): FaultResult => ({
+        fault: fault.name,
+        at: null,
+        atDate: null,
+        recoverFrom: null,
+        injected: false,
+        recovered: null,
+        figures: `the fault itself failed: ${e.message}`,
+      }));
       results.push(r);
       log(`  fault ${fault.name}: ${r.injected ? '' : 'NOT INJECTED: '}${r.figures}`);
     }
     const faultsDone = clock();
     const overran = clock() > args.minutes * 60 - args.tickSeconds;
     if (overran)
-      log(
-        `  the faults ran until +${clock().toFixed(0)} s: the producers go on for one more tick`,
-      );
+      log(`  the faults ran until +${clock().toFixed(0)} s: the producers go on for one more tick`);
     while (clock() < args.minutes * 60 || (overran && clock() < faultsDone + args.tickSeconds))
       await sleep(200);
     const produced = clock();

@@ -220,12 +220,7 @@ export class Producers {
   }
 
   /** Sends a batch; returns the events to send again (those of refused sends). */
-  private async send(
-    k: number,
-    mode: Mode,
-    batch: Pending[],
-    cut: boolean,
-  ): Promise<Pending[]> {
+  private async send(k: number, mode: Mode, batch: Pending[], cut: boolean): Promise<Pending[]> {
     // Single-row INSERTs (each its own transaction) for a few rows, the rest of the batch in
     // one INSERT: a batch of single rows would fall behind the rate.
     const groups =
