@@ -5,7 +5,7 @@
  * recovered from.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,54 @@ describe('the command line', () => {
     expect(r.stderr).toContain('npm run soak: --rate -5 is not a whole number from 10 to 50000');
     expect(r.stderr).toContain('usage: npm run soak --');
     expect(r.stdout).not.toContain('soak cluster');
+  });
+});
+
+describe('a signal', () => {
+  it('stops the soak with a non-zero status, its cluster stopped and removed', async () => {
+    const dir = mkdtempSync(join(scratch, 'signal-'));
+    chmodSync(dir, 0o755);
+    const summaryFile = join(dir, 'summary.json');
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'scripts/soak/main.ts',
+        '--minutes',
+        '2',
+        '--tick',
+        '10s',
+        '--rate',
+        '100',
+      ],
+      {
+        cwd: projectRoot,
+        env: { ...process.env, SPECTRUM_SOAK_DIR: dir, SOAK_SUMMARY_FILE: summaryFile },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    child.stderr.on('data', (d) => (output += d));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d) => {
+        output += d;
+        if (output.includes('one line per tick')) resolve();
+      }),
+    );
+    const dataDir = /data in (\S+) \(removed/.exec(output)![1]!;
+    expect(existsSync(dataDir)).toBe(true);
+    child.kill('SIGTERM');
+    expect(await closed, output).toBe(143);
+    expect(JSON.parse(readFileSync(summaryFile, 'utf8'))).toMatchObject({
+      passed: false,
+      stoppedBy: 'SIGTERM',
+    });
+    expect(existsSync(dataDir)).toBe(false);
+    // Its own mount (when it could mount one) is gone too.
+    const mount = /tablespace on .* at (\S+)$/m.exec(output)?.[1];
+    if (mount) expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(` ${mount} `);
   });
 });
 
