@@ -82,6 +82,13 @@ begin
         end if;
         v_state := '40P01';
       end if;
+      if v_state like '53%' or v_state like '58%' then
+        -- Out of disk, memory or connections, or an I/O error: the server's trouble, not the
+        -- rows'. Nothing counts against them (no bisecting, no attempt); the call ends.
+        raise warning 'spectrum.process_pending: stopped by % (%); the batch stays pending', v_state, v_message;
+        v_stop := 'server resources';
+        exit;
+      end if;
       v_result := spectrum.record_unexpected_error(v_ids, v_state, v_message, p_max_attempts,
                                                  p_deadline => v_started + p_time_budget);
       v_errored := pg_catalog.array_cat(v_errored, array(select id from spectrum.raw_events where id = any (v_ids) and status = 'pending'));

@@ -317,6 +317,40 @@ describe('fact partitions', () => {
 });
 
 describe('unexpected errors', () => {
+  it('leaves the batch pending, no attempt counted, when the server runs out of disk', async () => {
+    // A full disk (53100) is the server's trouble: no bisecting, no attempt, the call ends.
+    await db.sql`create function pg_temp_full() returns trigger language plpgsql as $$
+      begin
+        raise exception 'could not extend file: No space left on device' using errcode = '53100';
+      end $$`;
+    await db.sql`
+      create trigger full_disk before insert on spectrum.fact_events
+      for each row execute function pg_temp_full()`;
+    try {
+      const ids = await insertEvents(db.sql, [
+        { event_type: 'fine', account_id: A },
+        { event_type: 'fine too', account_id: B },
+      ]);
+      await runPipeline(db.sql, 'p_max_attempts => 1');
+      const rows = await raw(ids);
+      expect(rows.map((r) => [r.status, r.attempts, r.error_msg])).toEqual([
+        ['pending', 0, null],
+        ['pending', 0, null],
+      ]);
+      const [run] = await db.sql`
+        select stopped_because, retried::int, failed::int
+          from spectrum.pipeline_runs order by run_id desc limit 1`;
+      expect(run).toEqual({ stopped_because: 'server resources', retried: 0, failed: 0 });
+    } finally {
+      await db.sql`drop trigger full_disk on spectrum.fact_events`;
+      await db.sql`drop function pg_temp_full()`;
+    }
+    await runPipeline(db.sql);
+    const [left] = await db.sql`
+      select count(*)::int as n from spectrum.raw_events where status = 'pending'`;
+    expect(left!.n).toBe(0);
+  });
+
   it(
     'isolates a row that raises: it stays pending with attempts raised, ' +
       'then fails with its SQLSTATE',

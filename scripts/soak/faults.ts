@@ -180,7 +180,9 @@ async function crash(ctx: FaultContext): Promise<FaultResult> {
 }
 
 async function signal(ctx: FaultContext, how: 'cancel' | 'terminate'): Promise<FaultResult> {
-  const name = `tick's backend ${how === 'cancel' ? 'cancelled (pg_cancel_backend)' : 'terminated (pg_terminate_backend)'}`;
+  const what =
+    how === 'cancel' ? 'cancelled (pg_cancel_backend)' : 'terminated (pg_terminate_backend)';
+  const name = `tick's backend ${what}`;
   const hold = await holdTick(ctx);
   const tick = await hold.caught(catchWithin(ctx));
   if (!tick) {
@@ -271,7 +273,11 @@ async function overlap(ctx: FaultContext): Promise<FaultResult> {
         `${describe(tick)}; maintenance ${span(m)} (partitions created ` +
         `${run?.partitions ?? '?'}${run?.note ? `, ${run.note}` : ''}) and a reprocess of one ` +
         `tick's window ${span(rp)}, ${n(rp.v[0]!.n)} rows re-queued; the tick ` +
-        `${still?.pid === tick.pid ? `was still in its CALL after both (pg_stat_activity, +${ctx.clock().toFixed(1)} s)` : 'had left its CALL'}; ` +
+        `${
+          still?.pid === tick.pid
+            ? `was still in its CALL after both (pg_stat_activity, +${ctx.clock().toFixed(1)} s)`
+            : 'had left its CALL'
+        }; ` +
         `run ${tick.runId} ${tickRun?.finished ? 'then finished normally' : 'still running 1 s after'}`,
     };
   } finally {
@@ -359,7 +365,11 @@ async function diskFull(ctx: FaultContext): Promise<FaultResult> {
       `(53100) ${hit ? `from +${(hit.at - at).toFixed(1)} s` : 'never'}, for ` +
       `${fullFor.toFixed(1)} s: ${n(refused.length)} sends ` +
       `(${n(refused.reduce((k, s) => k + s.count, 0))} rows) refused, sent again after the ` +
-      `disk grew; ${tick ? `a tick failed on it too ("${tick.message.trim().split('\n')[0]}")` : 'no tick failed on it'}`,
+      `disk grew; ${
+        tick
+          ? `a tick failed on it too ("${tick.message.trim().split('\n')[0]}")`
+          : 'no tick failed on it'
+      }`,
   };
 }
 
