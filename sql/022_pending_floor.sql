@@ -2,7 +2,7 @@
  * pending_floor: where the claim starts. No raw_events row of a bucket that is pending or
  * processing has an id below its floor, so claims, pipeline_status and health find unfinished
  * rows by a primary-key range from the floor, with no index on status: marking a row done
- * changes no indexed column and is a HOT update (see 020_raw_events.sql).
+ * touches no index but the primary key (see 020_raw_events.sql).
  *
  * Who moves it:
  *  - spectrum.advance_pending_floor raises it, at the start and end of each process_pending

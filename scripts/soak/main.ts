@@ -135,12 +135,16 @@ async function main() {
   process.once('exit', cleanup);
   // A soak stopped by a signal has proven nothing: it exits non-zero (128 + the signal's
   // number, as a shell reports it), after stopping its cluster.
+  // A second signal (npm and tsx pass theirs on too) must not cut the cleanup short.
+  let stopping = false;
   for (const [sig, code] of [
     ['SIGINT', 130],
     ['SIGTERM', 143],
     ['SIGHUP', 129],
   ] as const)
-    process.once(sig, () => {
+    process.on(sig, () => {
+      if (stopping) return;
+      stopping = true;
       log(
         `\n${sig}: stopped before its checks; stopping the soak cluster, removing ${server.cluster.dataDir}`,
       );
