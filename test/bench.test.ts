@@ -3,27 +3,16 @@
  * must finish, find that every contender did the same work, and write the results file.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BenchUsageError, parseArgs } from '../scripts/bench/args.ts';
 import { projectRoot } from '../scripts/lib/paths.ts';
+import { refusal, scratchDir } from './helpers/cli.ts';
 
-const scratch = mkdtempSync(join(tmpdir(), 'spectrum-bench-test-'));
 // The benchmark's cluster lives under it, and runs as postgres when the tests run as root.
-chmodSync(scratch, 0o755);
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-const usage = (argv: string[]) => {
-  try {
-    parseArgs(argv);
-  } catch (e) {
-    expect(e).toBeInstanceOf(BenchUsageError);
-    return (e as Error).message;
-  }
-  throw new Error(`parseArgs(${JSON.stringify(argv)}) accepted it`);
-};
+const scratch = scratchDir('spectrum-bench-test-');
+const usage = refusal(parseArgs, BenchUsageError);
 
 describe('the command line', () => {
   it('takes the defaults, and one round above 300,000 events', () => {

@@ -5,27 +5,16 @@
  * recovered from.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseArgs, SoakUsageError } from '../scripts/soak/args.ts';
 import { projectRoot } from '../scripts/lib/paths.ts';
+import { refusal, scratchDir } from './helpers/cli.ts';
 
-const scratch = mkdtempSync(join(tmpdir(), 'spectrum-soak-test-'));
 // The soak's cluster lives under it, and runs as postgres when the tests run as root.
-chmodSync(scratch, 0o755);
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-const usage = (argv: string[]) => {
-  try {
-    parseArgs(argv);
-  } catch (e) {
-    expect(e).toBeInstanceOf(SoakUsageError);
-    return (e as Error).message;
-  }
-  throw new Error(`parseArgs(${JSON.stringify(argv)}) accepted it`);
-};
+const scratch = scratchDir('spectrum-soak-test-');
+const usage = refusal(parseArgs, SoakUsageError);
 
 describe('the command line', () => {
   it('takes the defaults and the tick in minutes or seconds', () => {
