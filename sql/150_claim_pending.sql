@@ -3,8 +3,7 @@
  * rows, skipping locked ones and p_exclude (rows that raised earlier in the call), until the
  * caller's transaction ends; in id order (insert order), by a primary-key range from the bucket's
  * pending floor (see 022_pending_floor.sql), or from p_after, the caller's previous claim, so
- * that a call's claims do not pass over the rows it already finished. A row left 'processing' by
- * hand is claimed too and set back to pending first. On Citus a claim locks one bucket (one shard)
+ * that a call's claims do not pass over the rows it already finished. On Citus a claim locks one bucket (one shard)
  * at a time, a single-shard query, from a random bucket on so that concurrent workers start apart,
  * and goes on to the next until p_limit rows (see 021_raw_buckets.sql); called on a worker, only
  * the buckets whose shard is on that node.
@@ -27,7 +26,6 @@ declare
   v_start integer;
   v_from uuid;
   v_ids uuid[] := '{}';
-  v_stale uuid[];
 begin
   select array_agg(bucket order by bucket) into v_buckets from spectrum.raw_buckets;
   if v_buckets is not null then
@@ -51,12 +49,12 @@ begin
     select floor into v_from from spectrum.pending_floor where bucket = 0;
     v_from := greatest(coalesce(v_from, '00000000-0000-0000-0000-000000000000'), p_after);
     -- citus: single server only
-    select coalesce(array_agg(id), '{}'), array_agg(id) filter (where status = 'processing')
-      into v_ids, v_stale
-      from (select id, status
+    select coalesce(array_agg(id), '{}')
+      into v_ids
+      from (select id
               from spectrum.raw_events
              where id >= v_from
-               and status in ('pending', 'processing')
+               and status = 'pending'
                and id <> all (p_exclude)
              order by id
              limit p_limit
@@ -67,14 +65,13 @@ begin
       v_bucket := v_buckets[1 + (v_start + i) % cardinality(v_buckets)];
       select floor into v_from from spectrum.pending_floor where bucket = v_bucket;
       v_from := coalesce(v_from, '00000000-0000-0000-0000-000000000000');
-      select v_ids || coalesce(array_agg(id), '{}'),
-             v_stale || coalesce(array_agg(id) filter (where status = 'processing'), '{}')
-        into v_ids, v_stale
-        from (select id, status
+      select v_ids || coalesce(array_agg(id), '{}')
+        into v_ids
+        from (select id
                 from spectrum.raw_events
                where bucket = v_bucket
                  and id >= v_from
-                 and status in ('pending', 'processing')
+                 and status = 'pending'
                  and id <> all (p_exclude)
                order by id
                limit p_limit - cardinality(v_ids)
@@ -82,13 +79,6 @@ begin
       -- Several buckets fill one batch: a bucket holds a 32nd of the backlog.
       exit when cardinality(v_ids) >= p_limit;
     end loop;
-    if cardinality(v_stale) = 0 then
-      v_stale := null;
-    end if;
-  end if;
-  -- The pipeline never commits 'processing' (a claim is row locks): these were left by hand.
-  if v_stale is not null then
-    update spectrum.raw_events set status = 'pending' where id = any (v_stale);
   end if;
   return v_ids;
 end

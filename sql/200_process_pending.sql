@@ -48,6 +48,23 @@ begin
   for v_bucket in select f.bucket from spectrum.pending_floor f order by f.bucket loop
     perform spectrum.advance_pending_floor(v_bucket);
   end loop;
+  -- The pipeline never commits 'processing' (a claim is row locks): such rows were left by hand,
+  -- and none stays so past this call. None is below the floor (the status trigger sees to it).
+  if exists (select from spectrum.raw_buckets) then
+    -- Citus refuses FOR UPDATE across shards; nothing else holds such rows for long.
+    update spectrum.raw_events
+       set status = 'pending'
+     where id >= (select f.floor from spectrum.pending_floor f order by f.floor limit 1)
+       and status = 'processing';
+  else
+    -- citus: single server only
+    update spectrum.raw_events
+       set status = 'pending'
+     where id in (select r.id from spectrum.raw_events r
+                   where r.id >= (select f.floor from spectrum.pending_floor f where f.bucket = 0)
+                     and r.status = 'processing'
+                     for update skip locked);
+  end if;
   commit;
 
   loop

@@ -113,6 +113,23 @@ describe('the pending floor', () => {
     expect(await facts()).toBe(factsBefore);
   });
 
+  it('sets a row left processing back to pending at the start of every call, batches or not', async () => {
+    const ids = await insertEvents(db.sql, valid(4));
+    await runPipeline(db.sql);
+    await settle();
+    // One left processing from done (below the floor until the trigger lowers it), one from pending.
+    await db.sql`update spectrum.raw_events set status = 'processing' where id = ${ids[1]!}`;
+    const [fresh] = await insertEvents(db.sql, valid(1));
+    await db.sql`update spectrum.raw_events set status = 'processing' where id = ${fresh!}`;
+    await runPipeline(db.sql, 'p_max_batches => 0');
+    expect(await statusOf(ids[1]!)).toBe('pending');
+    expect(await statusOf(fresh!)).toBe('pending');
+    await runPipeline(db.sql);
+    expect(await statusOf(ids[1]!)).toBe('done');
+    expect(await statusOf(fresh!)).toBe('done');
+    await statusIsExact(db.sql);
+  });
+
   it('is lowered by recount_status for a row inserted with an id older than the floor', async () => {
     await insertEvents(db.sql, valid(3));
     await runPipeline(db.sql);
