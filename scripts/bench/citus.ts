@@ -14,7 +14,7 @@ import { migrateDatabase } from '../lib/migrate.ts';
 import { projectRoot } from '../lib/paths.ts';
 import type { BenchArgs } from './args.ts';
 import { copyPayloads, makeDataset, type Dataset } from './load.ts';
-import { median, type Outcome } from './measure.ts';
+import { countOutcome, median, PIPELINE_TABLES, type Outcome } from './measure.ts';
 import { loadNow, machine } from './report.ts';
 import { migratedDatabase, startBenchServer } from './server.ts';
 
@@ -26,22 +26,6 @@ const NODE_CONF = [
   `checkpoint_timeout = '1h'`,
   `autovacuum = off`,
 ];
-
-/** measure.ts's outcome, one statement per table: Citus plans no subquery in a target list. */
-async function outcomeOf(sql: Sql): Promise<Outcome> {
-  const one = async (q: string) => Number((await sql.unsafe(q))[0]!.n);
-  return {
-    done: await one(`select count(*) as n from spectrum.raw_events where status = 'done'`),
-    failed: await one(`select count(*) as n from spectrum.raw_events where status = 'failed'`),
-    pending: await one(
-      `select count(*) as n from spectrum.raw_events where status in ('pending', 'processing')`,
-    ),
-    facts: await one('select count(*) as n from spectrum.fact_events'),
-    accounts: await one('select count(*) as n from spectrum.dim_accounts'),
-    users: await one('select count(*) as n from spectrum.dim_users'),
-    places: await one('select count(*) as n from spectrum.dim_geography'),
-  };
-}
 
 interface CitusRun {
   setup: string;
@@ -97,7 +81,7 @@ async function plainRun(data: Dataset, batchSize: number, log: (l: string) => vo
     try {
       await prepare(sql, data);
       const seconds = await processOn([url], batchSize);
-      const outcome = await outcomeOf(sql);
+      const outcome = await countOutcome(sql, PIPELINE_TABLES);
       log(
         `  plain PostgreSQL: ${data.events.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s`,
       );
@@ -136,7 +120,7 @@ async function citusRun(
         cluster.workers.map((w) => w.url('bench')),
         batchSize,
       );
-      const outcome = await outcomeOf(sql);
+      const outcome = await countOutcome(sql, PIPELINE_TABLES);
       log(
         `  Citus, ${workers} worker${workers > 1 ? 's' : ''}: ` +
           `${data.events.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s`,
